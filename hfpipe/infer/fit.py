@@ -1,0 +1,276 @@
+"""Maximum-likelihood fits of a batch of models of one structure, with retries.
+
+``fit_batch`` minimises -2 log L for every row of a batch (signal points, toys, or the
+several fits of a hypothesis test) in one compiled, vmapped Newton call. Every result is
+checked by this module's own criterion (EDM with a positive-definite Hessian), never
+by an optimiser's word. Rows that fail are retried one by one — iminuit's MIGRAD
+from the best point so far, then a Newton polish of its result — and, if they still
+fail, come back with ``converged = False`` and a message.
+
+``first_method="lbfgsb"`` runs SciPy's L-BFGS-B first instead of Newton: it is the
+kind of first-order fit that stalls on ill-conditioned likelihoods, kept so the
+detection and recovery can be demonstrated and tested.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hfpipe import _jax  # noqa: F401  (double precision)
+from hfpipe.infer.newton import newton_minimize
+from hfpipe.model.likelihood import prepare, twice_nll, twice_nll_derivatives
+from hfpipe.model.structure import Numbers, Structure
+
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "FitOptions",
+    "FitResult",
+    "batched",
+    "fit_batch",
+    "hesse_uncertainties",
+]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Settings of every fit; hashable, so compiled fits are cached per options."""
+
+    max_iterations: int = 100
+    edm_tolerance: float = 1e-9  # in units of -2 log L
+    first_method: str = "newton"  # or "lbfgsb" (first-order; for diagnostics)
+    retry: bool = True
+
+
+DEFAULT_OPTIONS = FitOptions()
+
+
+@dataclass
+class FitResult:
+    """Results of a batch of fits (leading axis = batch)."""
+
+    pars: np.ndarray  # (n, P)
+    twice_nll: np.ndarray  # (n,)
+    converged: np.ndarray  # (n,) bool
+    edm: np.ndarray  # (n,)
+    iterations: np.ndarray  # (n,)
+    method: np.ndarray  # (n,) what produced the final result
+    message: np.ndarray  # (n,) '' when converged
+
+    def __len__(self) -> int:
+        return len(self.twice_nll)
+
+
+@functools.cache
+def _newton_batch(structure: Structure, options: FitOptions):
+    def one(numbers: Numbers, data, init, fixed):
+        prepared = prepare(structure, numbers)
+        return newton_minimize(
+            lambda x: twice_nll_derivatives(structure, prepared, x, data),
+            lambda x: twice_nll(structure, prepared, x, data),
+            init,
+            numbers.lower,
+            numbers.upper,
+            fixed,
+            max_iterations=options.max_iterations,
+            edm_tolerance=options.edm_tolerance,
+        )
+
+    return jax.jit(jax.vmap(one))
+
+
+@functools.cache
+def _single(structure: Structure):
+    """Jitted single-model objective, gradient and derivatives (for retries)."""
+
+    def objective(numbers, x, data):
+        return twice_nll(structure, prepare(structure, numbers), x, data)
+
+    def derivatives(numbers, x, data):
+        return twice_nll_derivatives(structure, prepare(structure, numbers), x, data)
+
+    return jax.jit(jax.value_and_grad(objective, argnums=1)), jax.jit(derivatives)
+
+
+def _row(numbers: Numbers, i: int) -> Numbers:
+    return jax.tree.map(lambda a: a[i], numbers)
+
+
+def _edm(structure, numbers, x, data, fixed) -> float:
+    """The convergence measure of newton.py, for a point found by another method."""
+    from hfpipe.infer.newton import _edm as edm_of
+    from hfpipe.infer.newton import _held, _reduced
+
+    _, derivatives = _single(structure)
+    _, g, h, _ = derivatives(numbers, jnp.asarray(x), data)
+    held = _held(jnp.asarray(x), g, numbers.lower, numbers.upper, jnp.asarray(fixed))
+    return float(edm_of(*_reduced(g, h, held)))
+
+
+def _scipy_lbfgsb(structure, numbers, data, init, fixed):
+    import scipy.optimize
+
+    value_and_grad, _ = _single(structure)
+    free = ~np.asarray(fixed)
+    x_all = np.array(init, dtype=float)
+
+    def fun(x_free):
+        x_all[free] = x_free
+        f, g = value_and_grad(numbers, jnp.asarray(x_all), data)
+        return float(f), np.asarray(g)[free]
+
+    bounds = list(
+        zip(np.asarray(numbers.lower)[free], np.asarray(numbers.upper)[free], strict=True)
+    )
+    result = scipy.optimize.minimize(fun, x_all[free], jac=True, method="L-BFGS-B", bounds=bounds)
+    x_all[free] = result.x
+    return x_all
+
+
+def _minuit(structure, numbers, data, start, fixed):
+    import iminuit
+
+    value_and_grad, _ = _single(structure)
+
+    def fun(x):
+        return float(value_and_grad(numbers, jnp.asarray(x), data)[0])
+
+    def grad(x):
+        return np.asarray(value_and_grad(numbers, jnp.asarray(x), data)[1])
+
+    minuit = iminuit.Minuit(fun, np.asarray(start, dtype=float), grad=grad)
+    minuit.errordef = 1.0  # objective is -2 log L
+    minuit.strategy = 2
+    minuit.tol = 1e-6
+    minuit.limits = list(zip(np.asarray(numbers.lower), np.asarray(numbers.upper), strict=True))
+    minuit.fixed = list(np.asarray(fixed, dtype=bool))
+    minuit.migrad(ncall=100_000)
+    return np.asarray(minuit.values)
+
+
+def batched(numbers: Numbers, n: int) -> Numbers:
+    """Numbers with a leading batch axis of ``n`` (broadcast if they have none)."""
+    if np.ndim(numbers.nominal) == 2:
+        return jax.tree.map(jnp.asarray, numbers)
+    return jax.tree.map(lambda a: jnp.broadcast_to(jnp.asarray(a), (n, *np.shape(a))), numbers)
+
+
+def fit_batch(
+    structure: Structure,
+    numbers: Numbers,
+    data,
+    *,
+    init=None,
+    fixed=None,
+    options: FitOptions = DEFAULT_OPTIONS,
+) -> FitResult:
+    """Fit every row of a batch; ``numbers`` and ``data`` carry a leading batch axis.
+
+    ``init`` and ``fixed`` default to the numbers' own (a fixed-POI fit sets the POI's
+    init and fixes it). Returns converged fits, or rows marked unconverged with a
+    message — never an unchecked optimiser result.
+    """
+    data = jnp.asarray(data, dtype=float)
+    n = data.shape[0]
+    init = jnp.asarray(numbers.init if init is None else init, dtype=float)
+    init = jnp.broadcast_to(init, (n, structure.n_parameters))
+    fixed = jnp.broadcast_to(
+        jnp.asarray(numbers.fixed if fixed is None else fixed, dtype=bool),
+        (n, structure.n_parameters),
+    )
+    numbers = batched(numbers, n)
+
+    if options.first_method == "newton":
+        result = _newton_batch(structure, options)(numbers, data, init, fixed)
+        pars, fun = np.array(result.x), np.array(result.fun)
+        edm, converged = np.array(result.edm), np.array(result.converged)
+        iterations, method = np.array(result.iterations), np.full(n, "newton", dtype=object)
+    elif options.first_method == "lbfgsb":
+        pars = np.stack(
+            [
+                _scipy_lbfgsb(structure, _row(numbers, i), data[i], init[i], fixed[i])
+                for i in range(n)
+            ]
+        )
+        edm = np.array(
+            [_edm(structure, _row(numbers, i), pars[i], data[i], fixed[i]) for i in range(n)]
+        )
+        value_and_grad, _ = _single(structure)
+        fun = np.array(
+            [float(value_and_grad(_row(numbers, i), pars[i], data[i])[0]) for i in range(n)]
+        )
+        converged = edm < options.edm_tolerance
+        iterations, method = np.zeros(n, dtype=int), np.full(n, "lbfgsb", dtype=object)
+    else:
+        raise ValueError(f"unknown first_method {options.first_method!r}")
+
+    message = np.where(converged, "", "not converged: EDM above tolerance").astype(object)
+    if options.retry:
+        for i in np.flatnonzero(~converged):
+            _retry(
+                structure,
+                numbers,
+                data,
+                fixed,
+                options,
+                i,
+                pars,
+                fun,
+                edm,
+                converged,
+                method,
+                message,
+                iterations,
+            )
+    return FitResult(pars, fun, converged, edm, iterations, method, message)
+
+
+def _retry(
+    structure,
+    numbers,
+    data,
+    fixed,
+    options,
+    i,
+    pars,
+    fun,
+    edm,
+    converged,
+    method,
+    message,
+    iterations,
+):
+    """MIGRAD from the best point so far, then a Newton polish; update row ``i`` in place."""
+    row = _row(numbers, i)
+    start = _minuit(structure, row, data[i], pars[i], fixed[i])
+    polish = _newton_batch(structure, options)(
+        jax.tree.map(lambda a: a[None], row),
+        data[i][None],
+        jnp.asarray(start)[None],
+        fixed[i][None],
+    )
+    pars[i], fun[i] = np.array(polish.x[0]), float(polish.fun[0])
+    edm[i], converged[i] = float(polish.edm[0]), bool(polish.converged[0])
+    iterations[i] += int(polish.iterations[0])
+    method[i] = f"{method[i]}>minuit>newton"
+    message[i] = "" if converged[i] else f"not converged after retries (EDM {edm[i]:.3g})"
+
+
+def hesse_uncertainties(structure: Structure, numbers: Numbers, pars, data, fixed=None):
+    """Covariance matrix and uncertainties from the exact Hessian of -2 log L.
+
+    Fixed parameters get zero uncertainty. ``numbers`` is one model (no batch axis).
+    """
+    _, derivatives = _single(structure)
+    _, _, hessian, _ = derivatives(
+        numbers, jnp.asarray(pars, dtype=float), jnp.asarray(data, dtype=float)
+    )
+    fixed = np.asarray(numbers.fixed if fixed is None else fixed, dtype=bool)
+    free = np.flatnonzero(~fixed)
+    covariance = np.zeros((len(fixed), len(fixed)))
+    covariance[np.ix_(free, free)] = 2.0 * np.linalg.inv(np.asarray(hessian)[np.ix_(free, free)])
+    return covariance, np.sqrt(np.clip(np.diag(covariance), 0.0, None))

@@ -1,0 +1,15 @@
+"""Compile pyhf workspaces into JAX arrays: a hashable structure plus batched numbers."""
+
+from hfpipe.model.compile import compile_workspace
+from hfpipe.model.model import Model, compile_model, compiled_functions
+from hfpipe.model.structure import Numbers, ParameterSet, Structure
+
+__all__ = [
+    "Model",
+    "Numbers",
+    "ParameterSet",
+    "Structure",
+    "compile_model",
+    "compile_workspace",
+    "compiled_functions",
+]

@@ -1,0 +1,131 @@
+"""The two halves of a compiled model: a hashable structure and a pytree of numbers.
+
+``Structure`` says *what* the model is (parameters, their roles, which parameter acts
+on which slot, interpolation codes); it is static, hashable, and keys the cache of
+compiled functions. ``Numbers`` holds *how much* (templates, variations, constraint
+widths, observed data, starting values and bounds) as arrays, so models of one
+structure (signal points of a patchset, toys) stack along a leading batch axis and go
+through ``jax.vmap`` together without recompiling.
+
+A *slot* is one (channel, sample, bin) yield. Expected counts of bin ``b`` are the sum
+over the slots whose ``slot_bin`` is ``b`` of
+
+    (nominal + Σ histosys deltas) × Π normsys factors × Π free/constrained factors
+
+where the last product runs over normfactor, lumi, shapefactor, staterror and shapesys
+parameters, selected per slot by ``factor_mask``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+__all__ = ["Numbers", "ParameterSet", "Structure"]
+
+#: Modifier types in the order pyhf registers their parameters (pyhf's parameter order
+#: groups parameters by this order, so results can be compared vector to vector).
+MODIFIER_TYPES = (
+    "histosys",
+    "lumi",
+    "normfactor",
+    "normsys",
+    "shapefactor",
+    "shapesys",
+    "staterror",
+)
+
+
+@dataclass(frozen=True)
+class ParameterSet:
+    """A named group of parameters: one for scalar modifiers, one per bin otherwise."""
+
+    name: str
+    kind: str  # a modifier type; for normsys+histosys sharing a name, the first seen
+    start: int
+    size: int
+    constraint: str | None  # "normal", "poisson" or None (free)
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.kind not in ("shapefactor", "shapesys", "staterror")
+
+    @property
+    def component_names(self) -> tuple[str, ...]:
+        """pyhf's names: ``mu_SIG`` for scalars, ``staterror_CR[0]`` per component."""
+        if self.is_scalar:
+            return (self.name,)
+        return tuple(f"{self.name}[{i}]" for i in range(self.size))
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Static description of a model; equal structures share compiled functions."""
+
+    parameter_sets: tuple[ParameterSet, ...]
+    poi_name: str
+    channels: tuple[str, ...]  # sorted by name, as pyhf orders its data
+    channel_bins: tuple[int, ...]
+    slot_labels: tuple[tuple[str, str, int], ...]  # (channel, sample, bin) of each slot
+    slot_bin: tuple[int, ...]  # global bin of each slot
+    factor_params: tuple[int, ...]  # parameters that multiply slots (rows of factor_mask)
+    normsys_params: tuple[int, ...]
+    histosys_params: tuple[int, ...]
+    normal_params: tuple[int, ...]  # Gaussian-constrained, in auxdata order
+    poisson_params: tuple[int, ...]
+    normal_aux: tuple[int, ...]  # position of each normal constraint in the auxdata
+    poisson_aux: tuple[int, ...]
+    normsys_code: str = "code4"
+    histosys_code: str = "code4p"
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(n for ps in self.parameter_sets for n in ps.component_names)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(ps.size for ps in self.parameter_sets)
+
+    @property
+    def n_bins(self) -> int:
+        return sum(self.channel_bins)
+
+    @property
+    def n_aux(self) -> int:
+        return len(self.normal_params) + len(self.poisson_params)
+
+    @property
+    def poi_index(self) -> int:
+        return self.parameter_set(self.poi_name).start
+
+    def parameter_set(self, name: str) -> ParameterSet:
+        for ps in self.parameter_sets:
+            if ps.name == name:
+                return ps
+        raise KeyError(name)
+
+    def parameter_index(self, name: str) -> int:
+        """Index of a parameter component by its pyhf name (``gamma[2]`` or ``mu``)."""
+        return self.parameter_names.index(name)
+
+
+class Numbers(NamedTuple):
+    """Arrays of a model; every field may carry a leading batch axis."""
+
+    nominal: jax.Array | np.ndarray  # (N,) nominal yield per slot
+    factor_mask: jax.Array | np.ndarray  # (F, N) bool: factor parameter f acts on slot n
+    normsys_hi: jax.Array | np.ndarray  # (S, N) +1σ factor (1: no effect)
+    normsys_lo: jax.Array | np.ndarray  # (S, N) -1σ factor (1: no effect)
+    histosys_up: jax.Array | np.ndarray  # (H, N) hi - nominal (0: no effect)
+    histosys_down: jax.Array | np.ndarray  # (H, N) nominal - lo (0: no effect)
+    normal_sigma: jax.Array | np.ndarray  # (G,) widths of the Gaussian constraints
+    poisson_factor: jax.Array | np.ndarray  # (Q,) tau of the Poisson constraints
+    observed: jax.Array | np.ndarray  # (B,) observed main counts
+    auxdata: jax.Array | np.ndarray  # (G+Q,) observed auxiliary data
+    init: jax.Array | np.ndarray  # (P,) starting values
+    lower: jax.Array | np.ndarray  # (P,) lower bounds
+    upper: jax.Array | np.ndarray  # (P,) upper bounds
+    fixed: jax.Array | np.ndarray  # (P,) bool: held constant in fits

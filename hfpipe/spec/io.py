@@ -1,0 +1,137 @@
+"""Reading JSON inputs (plain or gzip-compressed) with one-line, file-naming errors.
+
+pyhf workspaces and patchsets are JSON; HEPData ships many of them gzip-compressed, often
+without a ``.gz`` suffix, so compression is detected from the content. Python's ``json``
+module accepts ``NaN`` and ``Infinity``, which are not JSON and would poison a fit much
+later: they are rejected here, with the JSON path of the offending value.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hfpipe.errors import InputError
+
+__all__ = ["first_path", "is_non_finite", "is_path", "load_json", "source_label"]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _NonFinite:
+    """Placeholder the parser puts where the text had ``NaN``, ``Infinity`` or ``-Infinity``."""
+
+    def __init__(self, literal: str):
+        self.literal = literal
+
+
+def is_path(source: Any) -> bool:
+    """Whether ``source`` names a file (``str`` or ``os.PathLike``) rather than parsed JSON."""
+    return isinstance(source, str | os.PathLike)
+
+
+def source_label(source: Any, name: str | None, default: str) -> str:
+    """The label errors use for ``source``: ``name`` if given, else the path, else ``default``."""
+    if name is not None:
+        return name
+    if is_path(source):
+        return os.fspath(source)
+    return default
+
+
+def first_path(doc: Any, predicate: Callable[[Any], bool]) -> list | None:
+    """JSON path (keys and indices) of the first leaf of ``doc`` matching ``predicate``, or None."""
+    path: list = []
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, dict):
+            items = node.items()
+        elif isinstance(node, list | tuple):
+            items = enumerate(node)
+        else:
+            return predicate(node)
+        for key, value in items:
+            path.append(key)
+            if visit(value):
+                return True
+            path.pop()
+        return False
+
+    return path if visit(doc) else None
+
+
+def is_non_finite(value: Any) -> bool:
+    """True for float NaN and infinities (the values JSON cannot represent)."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _read_bytes(path: Path, label: str) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", file=label, path="") from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a JSON file", file=label, path="") from None
+    except PermissionError:
+        raise InputError("cannot read the file: permission denied", file=label, path="") from None
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the file: {exc.strerror or exc}", file=label, path=""
+        ) from None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"corrupt gzip data: {exc}", file=label, path="") from None
+    return raw
+
+
+def load_json(source: str | os.PathLike) -> Any:
+    """Read and parse a ``.json`` or gzip-compressed ``.json.gz`` file.
+
+    Compression is recognised by the gzip magic bytes, whatever the suffix. Raises
+    :class:`~hfpipe.errors.InputError` naming the file for a missing or unreadable file,
+    an empty file, invalid JSON (with line and column) and the non-JSON literals ``NaN``,
+    ``Infinity`` and ``-Infinity`` (with their JSON path).
+    """
+    label = os.fspath(source)
+    raw = _read_bytes(Path(source), label)
+    if not raw.strip():
+        raise InputError("the file is empty", file=label, path="")
+
+    seen_constant = False
+
+    def parse_constant(literal: str) -> _NonFinite:
+        nonlocal seen_constant
+        seen_constant = True
+        return _NonFinite(literal)
+
+    try:
+        doc = json.loads(raw, parse_constant=parse_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", file=label, path=""
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"not UTF-8 text (byte {exc.start}): is this really a JSON file?", file=label, path=""
+        ) from None
+    if seen_constant:
+        where = first_path(doc, lambda node: isinstance(node, _NonFinite))
+        literal = _lookup(doc, where).literal
+        raise InputError(
+            f"{literal} is not valid JSON: use a finite number (or null)", file=label, path=where
+        )
+    return doc
+
+
+def _lookup(doc: Any, path: list) -> Any:
+    for part in path:
+        doc = doc[part]
+    return doc
