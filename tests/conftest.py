@@ -20,3 +20,28 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def load_analysis(shared_data):
+    """``load_analysis("atlas-3l-erjr")`` → (workspace, patchset, reference rows)."""
+    import csv
+
+    from hfpipe import spec
+
+    cache = {}
+
+    def load(name: str):
+        if name not in cache:
+            folder = shared_data / name
+            suffix = ".json.gz" if (folder / "BkgOnly.json.gz").exists() else ".json"
+            with open(folder / "reference_pyhf.csv") as f:
+                rows = list(csv.DictReader(f))
+            cache[name] = (
+                spec.load_workspace(folder / f"BkgOnly{suffix}"),
+                spec.load_patchset(folder / f"patchset{suffix}"),
+                rows,
+            )
+        return cache[name]
+
+    return load

@@ -24,7 +24,7 @@ import numpy as np
 from hfpipe import _jax  # noqa: F401  (double precision)
 from hfpipe.infer.newton import newton_minimize
 from hfpipe.model.likelihood import prepare, twice_nll, twice_nll_derivatives
-from hfpipe.model.structure import Numbers, Structure
+from hfpipe.model.structure import Layout, Numbers, Structure
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -65,8 +65,12 @@ class FitResult:
         return len(self.twice_nll)
 
 
-@functools.cache
 def _newton_batch(structure: Structure, options: FitOptions):
+    return _newton_batch_for(structure.layout, options)
+
+
+@functools.cache
+def _newton_batch_for(structure: Layout, options: FitOptions):
     def one(numbers: Numbers, data, init, fixed):
         prepared = prepare(structure, numbers)
         return newton_minimize(
@@ -83,8 +87,12 @@ def _newton_batch(structure: Structure, options: FitOptions):
     return jax.jit(jax.vmap(one))
 
 
-@functools.cache
 def _single(structure: Structure):
+    return _single_for(structure.layout)
+
+
+@functools.cache
+def _single_for(structure: Layout):
     """Jitted single-model objective, gradient and derivatives (for retries)."""
 
     def objective(numbers, x, data):

@@ -24,7 +24,7 @@ import numpy as np
 from hfpipe.infer.asymptotics import cls_asymptotic
 from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, FitResult, batched, fit_batch
 from hfpipe.model.likelihood import expected_data, prepare
-from hfpipe.model.structure import Numbers, Structure
+from hfpipe.model.structure import Layout, Numbers, Structure
 
 __all__ = ["TEST_STATISTICS", "HypotestResult", "hypotest_batch", "test_statistic"]
 
@@ -68,7 +68,7 @@ class HypotestResult:
 
 
 @functools.cache
-def _asimov_data(structure: Structure):
+def _asimov_data(structure: Layout):
     return jax.jit(
         jax.vmap(lambda numbers, pars: expected_data(structure, prepare(structure, numbers), pars))
     )
@@ -123,7 +123,7 @@ def hypotest_batch(
         options=options,
     )
     free, fixed_fit, generation = (_slice(observed, k * n, (k + 1) * n) for k in range(3))
-    asimov = _asimov_data(structure)(numbers, jnp.asarray(generation.pars))
+    asimov = _asimov_data(structure.layout)(numbers, jnp.asarray(generation.pars))
     # the Asimov fits are padded to the batch shape of the observed ones (the free fit
     # twice) so both calls share one compiled function
     on_asimov = fit_batch(

@@ -24,9 +24,13 @@ from hfpipe.model.structure import Numbers, Structure
 __all__ = ["Model", "compile_model", "compiled_functions"]
 
 
-@functools.cache
 def compiled_functions(structure: Structure):
     """Jitted ``logpdf``, ``expected_data`` and ``expected_main`` for one structure."""
+    return _compiled_for(structure.layout)
+
+
+@functools.cache
+def _compiled_for(structure):
 
     def bind(fn):
         def with_prepared(numbers, *args):
@@ -99,6 +103,7 @@ def compile_model(
     measurement: str | None = None,
     normsys_code: str = "code4",
     histosys_code: str = "code4p",
+    file: str | None = None,
 ) -> Model:
     """Compile a workspace (a path or a loaded dict), optionally patched, into a Model.
 
@@ -106,10 +111,12 @@ def compile_model(
     ``measurement`` picks a measurement by name (default: the first, as pyhf).
     Interpolation codes default to normsys ``code4`` and histosys ``code4p``, what ROOT
     HistFactory and ``pyhf.Model`` use and what published likelihoods were made with.
+    ``file`` names the workspace in error messages.
     """
     from hfpipe import spec
 
-    file = str(workspace) if not isinstance(workspace, Mapping) else "<workspace>"
+    if file is None:
+        file = str(workspace) if not isinstance(workspace, Mapping) else "<workspace>"
     ws = spec.load_workspace(workspace)
     if patches:
         ws = spec.apply_patches(ws, list(patches), file=file)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-__all__ = ["Numbers", "ParameterSet", "Structure"]
+__all__ = ["Layout", "Numbers", "ParameterSet", "Structure"]
 
 #: Modifier types in the order pyhf registers their parameters (pyhf's parameter order
 #: groups parameters by this order, so results can be compared vector to vector).
@@ -101,6 +101,24 @@ class Structure:
     def poi_index(self) -> int:
         return self.parameter_set(self.poi_name).start
 
+    @property
+    def layout(self) -> Layout:
+        """The part of the structure that compiled code depends on (no names)."""
+        return Layout(
+            n_parameters=self.n_parameters,
+            n_bins=self.n_bins,
+            slot_bin=self.slot_bin,
+            factor_params=self.factor_params,
+            normsys_params=self.normsys_params,
+            histosys_params=self.histosys_params,
+            normal_params=self.normal_params,
+            poisson_params=self.poisson_params,
+            normal_aux=self.normal_aux,
+            poisson_aux=self.poisson_aux,
+            normsys_code=self.normsys_code,
+            histosys_code=self.histosys_code,
+        )
+
     def parameter_set(self, name: str) -> ParameterSet:
         for ps in self.parameter_sets:
             if ps.name == name:
@@ -110,6 +128,32 @@ class Structure:
     def parameter_index(self, name: str) -> int:
         """Index of a parameter component by its pyhf name (``gamma[2]`` or ``mu``)."""
         return self.parameter_names.index(name)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Index arrays and sizes of a structure, without names.
+
+    Compiled functions are cached per layout: signal points whose parameters differ
+    only by name (``shape_mcstat_<point>_SR``) share one compilation.
+    """
+
+    n_parameters: int
+    n_bins: int
+    slot_bin: tuple[int, ...]
+    factor_params: tuple[int, ...]
+    normsys_params: tuple[int, ...]
+    histosys_params: tuple[int, ...]
+    normal_params: tuple[int, ...]
+    poisson_params: tuple[int, ...]
+    normal_aux: tuple[int, ...]
+    poisson_aux: tuple[int, ...]
+    normsys_code: str
+    histosys_code: str
+
+    @property
+    def n_aux(self) -> int:
+        return len(self.normal_params) + len(self.poisson_params)
 
 
 class Numbers(NamedTuple):

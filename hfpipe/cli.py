@@ -1,0 +1,213 @@
+"""The ``hfpipe`` command line: ``cls``, ``fit`` and ``inspect``.
+
+Bad input ends in one line on stderr (file, JSON path, problem) and exit code 2; pass
+``--debug`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections import Counter
+
+import click
+import numpy as np
+
+from hfpipe.errors import HfpipeError
+from hfpipe.infer.asymptotics import EXPECTED_SIGMAS  # noqa: F401  (documents the order)
+from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
+
+__all__ = ["main"]
+
+
+def _one_line_errors(command):
+    """Turn hfpipe's errors into one line on stderr and a non-zero exit."""
+
+    @functools.wraps(command)
+    def wrapper(*args, debug: bool = False, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except HfpipeError as error:
+            if debug:
+                raise
+            click.echo(f"hfpipe: error: {error}".replace("\n", " "), err=True)
+            sys.exit(2)
+
+    return click.option("--debug", is_flag=True, help="Show tracebacks.")(wrapper)
+
+
+def _model_options(command):
+    options = [
+        click.argument("workspace", type=click.Path(dir_okay=False)),
+        click.option(
+            "-p",
+            "--patch",
+            "patches",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            help="JSON Patch file applied to the workspace (repeatable, in order).",
+        ),
+        click.option(
+            "--patchset",
+            type=click.Path(dir_okay=False),
+            help="pyhf PatchSet file; pick its point with --point.",
+        ),
+        click.option("--point", help="Name of the patchset's point to apply."),
+        click.option("--measurement", help="Measurement name (default: the first)."),
+        click.option(
+            "--normsys-code", type=click.Choice(NORMSYS_CODES), default="code4", show_default=True
+        ),
+        click.option(
+            "--histosys-code",
+            type=click.Choice(HISTOSYS_CODES),
+            default="code4p",
+            show_default=True,
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code):
+    from hfpipe import spec
+    from hfpipe.model import compile_model
+
+    ws = spec.load_workspace(workspace)
+    chosen = [spec.load_patch(p) for p in patches]
+    if (patchset is None) != (point is None):
+        raise HfpipeError("--patchset and --point go together")
+    if patchset is not None:
+        loaded = spec.load_patchset(patchset)
+        spec.verify_patchset(loaded, ws, file=patchset)
+        chosen.append(loaded[point])
+    return compile_model(
+        ws,
+        patches=chosen,
+        measurement=measurement,
+        normsys_code=normsys_code,
+        histosys_code=histosys_code,
+        file=workspace,
+    )
+
+
+def _warn_unconverged(message: str) -> None:
+    click.echo(f"hfpipe: warning: {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hfpipe")
+def main() -> None:
+    """Large-scale HistFactory limit scans with a batched JAX engine."""
+
+
+@main.command()
+@_model_options
+@click.option(
+    "--test-stat", type=click.Choice(["qtilde", "q", "q0"]), default="qtilde", show_default=True
+)
+@click.option("--poi-value", type=float, default=1.0, show_default=True)
+@_one_line_errors
+def cls(
+    workspace,
+    patches,
+    patchset,
+    point,
+    measurement,
+    normsys_code,
+    histosys_code,
+    test_stat,
+    poi_value,
+):
+    """Asymptotic CLs of WORKSPACE at --poi-value (JSON on stdout, pyhf's keys).
+
+    CLs_exp lists the expected CLs at -2σ, -1σ, median, +1σ, +2σ. For q0 the values are
+    the discovery p-values.
+    """
+    from hfpipe.infer import hypotest_batch
+
+    model = _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code)
+    result = hypotest_batch(model.structure, model.numbers, poi_value, test_stat=test_stat)
+    if not result.converged[0]:
+        _warn_unconverged(result.message[0])
+    output = {"CLs_obs": float(result.cls_obs[0]), "CLs_exp": result.cls_exp[0].tolist()}
+    if not result.converged[0]:
+        output["status"] = "failed"
+        output["message"] = result.message[0]
+    click.echo(json.dumps(output))
+    sys.exit(0 if result.converged[0] else 3)
+
+
+@main.command()
+@_model_options
+@click.option("--fixed-poi", type=float, help="Hold the POI at this value.")
+@_one_line_errors
+def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys_code, fixed_poi):
+    """Maximum-likelihood fit: best-fit values, Hesse uncertainties, -2 log L."""
+    import jax.numpy as jnp
+
+    from hfpipe.infer import fit_batch, hesse_uncertainties
+
+    model = _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code)
+    numbers = model.numbers
+    init, fixed = np.array(numbers.init), np.array(numbers.fixed)
+    if fixed_poi is not None:
+        init[model.poi_index], fixed[model.poi_index] = fixed_poi, True
+    data = jnp.asarray(model.observed_data())
+    result = fit_batch(model.structure, numbers, data[None], init=init, fixed=fixed)
+    _, errors = hesse_uncertainties(model.structure, numbers, result.pars[0], data, fixed)
+    names = model.parameter_names
+    if not result.converged[0]:
+        _warn_unconverged(result.message[0])
+    click.echo(
+        json.dumps(
+            {
+                "bestfit": dict(zip(names, result.pars[0].tolist(), strict=True)),
+                "uncertainties": dict(zip(names, errors.tolist(), strict=True)),
+                "twice_nll": float(result.twice_nll[0]),
+                "converged": bool(result.converged[0]),
+                "edm": float(result.edm[0]),
+            }
+        )
+    )
+    sys.exit(0 if result.converged[0] else 3)
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(dir_okay=False))
+@_one_line_errors
+def inspect(workspace):
+    """Summarise a workspace: channels, samples, modifiers, parameters, measurements."""
+    from hfpipe import spec
+
+    ws = spec.load_workspace(workspace)
+    lines = [f"workspace: {workspace}"]
+    lines.append(f"channels ({len(ws['channels'])}):")
+    modifier_types: Counter = Counter()
+    parameters: dict[str, str] = {}
+    for channel in sorted(ws["channels"], key=lambda c: c["name"]):
+        nbins = len(channel["samples"][0]["data"])
+        samples = ", ".join(s["name"] for s in channel["samples"])
+        lines.append(f"  {channel['name']}: {nbins} bin(s); samples: {samples}")
+        for sample in channel["samples"]:
+            for modifier in sample["modifiers"]:
+                modifier_types[modifier["type"]] += 1
+                parameters.setdefault(modifier["name"], modifier["type"])
+    lines.append("modifiers: " + ", ".join(f"{k} {v}" for k, v in sorted(modifier_types.items())))
+    by_type = Counter(parameters.values())
+    lines.append(
+        f"parameters ({len(parameters)} named): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(by_type.items()))
+    )
+    for measurement in ws["measurements"]:
+        config = measurement["config"]
+        present = "" if config["poi"] in parameters else " (not in this workspace: add signal)"
+        lines.append(f"measurement {measurement['name']}: POI {config['poi']}{present}")
+    observed = sum(sum(o["data"]) for o in ws["observations"])
+    lines.append(f"observed events: {observed:g}")
+    click.echo("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
