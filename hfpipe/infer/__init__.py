@@ -2,7 +2,13 @@
 
 from hfpipe.infer.asymptotics import EXPECTED_SIGMAS, cls_asymptotic
 from hfpipe.infer.fit import FitOptions, FitResult, fit_batch, hesse_uncertainties
-from hfpipe.infer.hypotest import TEST_STATISTICS, HypotestResult, hypotest_batch, test_statistic
+from hfpipe.infer.hypotest import (
+    TEST_STATISTICS,
+    HypotestResult,
+    hypotest,
+    hypotest_batch,
+    test_statistic,
+)
 
 __all__ = [
     "EXPECTED_SIGMAS",
@@ -13,6 +19,7 @@ __all__ = [
     "cls_asymptotic",
     "fit_batch",
     "hesse_uncertainties",
+    "hypotest",
     "hypotest_batch",
     "test_statistic",
 ]

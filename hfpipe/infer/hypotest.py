@@ -26,7 +26,7 @@ from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, FitResult, batched, fi
 from hfpipe.model.likelihood import expected_data, prepare
 from hfpipe.model.structure import Layout, Numbers, Structure
 
-__all__ = ["TEST_STATISTICS", "HypotestResult", "hypotest_batch", "test_statistic"]
+__all__ = ["TEST_STATISTICS", "HypotestResult", "hypotest", "hypotest_batch", "test_statistic"]
 
 TEST_STATISTICS = ("qtilde", "q", "q0", "tmu", "tmu_tilde")
 
@@ -177,3 +177,11 @@ def hypotest_batch(
 
 def _slice(result: FitResult, start: int, stop: int) -> FitResult:
     return FitResult(**{k: v[start:stop] for k, v in vars(result).items()})
+
+
+def hypotest(model, mu: float = 1.0, **options) -> HypotestResult:
+    """Asymptotic CLs of one compiled :class:`~hfpipe.model.Model` (a batch of one).
+
+    Fields of the result are arrays of length 1: ``result.cls_obs[0]``.
+    """
+    return hypotest_batch(model.structure, model.numbers, mu, **options)
