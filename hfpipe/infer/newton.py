@@ -9,8 +9,10 @@ Each iteration:
 
 1. holds the parameters that are fixed, or at a bound with the gradient pushing
    outward (projected Newton);
-2. solves ``(H + λ diag|H|) d = -g`` on the others, with the exact Hessian where it is
-   positive definite and the Gauss–Newton matrix elsewhere (far from the minimum);
+2. solves ``(H + λ diag|H|) d = -g`` on the others with the exact Hessian, λ raised
+   from 0 only as far as needed for a positive-definite matrix (non-convex regions:
+   one-sided normsys variations make -log L locally concave), the Gauss–Newton matrix
+   as the last resort;
 3. backtracks along the projected path ``clip(x + t d)`` until the Armijo condition
    holds, costing one likelihood value per trial;
 4. evaluates value, gradient and curvature at the new point.
@@ -72,26 +74,23 @@ def _edm(g, h):
 
 
 def _newton_direction(g, h, gauss_newton):
-    """Newton direction with the exact Hessian if positive definite, else Gauss–Newton,
-    adding Marquardt damping λ·diag|H| until the matrix factorises."""
+    """Newton direction from the exact Hessian, damped (Levenberg–Marquardt,
+    ``H + λ diag|H|``) just enough to be positive definite; the Gauss–Newton matrix
+    takes over where even strong damping does not help."""
 
     def factor(matrix, lam):
         return jnp.linalg.cholesky(matrix + lam * jnp.diag(jnp.abs(jnp.diag(matrix))))
 
-    exact = factor(h, 1e-10)
-    matrix = jnp.where(jnp.all(jnp.isfinite(exact)), h, gauss_newton)
-
     def not_factorised(carry):
         lam, chol = carry
-        return ~jnp.all(jnp.isfinite(chol)) & (lam < 1e6)
+        return ~jnp.all(jnp.isfinite(chol)) & (lam < 1e3)
 
     def raise_damping(carry):
-        lam = carry[0] * 100.0
-        return lam, factor(matrix, lam)
+        lam = jnp.maximum(carry[0] * 4.0, 1e-3)
+        return lam, factor(h, lam)
 
-    _, chol = jax.lax.while_loop(
-        not_factorised, raise_damping, (jnp.asarray(1e-10), factor(matrix, 1e-10))
-    )
+    _, chol = jax.lax.while_loop(not_factorised, raise_damping, (jnp.asarray(0.0), factor(h, 0.0)))
+    chol = jnp.where(jnp.all(jnp.isfinite(chol)), chol, factor(gauss_newton, 1e-10))
     direction = jax.scipy.linalg.cho_solve((chol, True), -g)
     return jnp.where(jnp.isfinite(direction), direction, -g)
 
