@@ -73,24 +73,20 @@ def _edm(g, h):
     return jnp.where(jnp.all(jnp.isfinite(chol)), 0.5 * jnp.sum(y**2), jnp.inf)
 
 
+#: Marquardt damping levels tried at once (no data-dependent inner loop: nested
+#: while loops under vmap wedged XLA's CPU runtime here).
+_DAMPING = (0.0, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
 def _newton_direction(g, h, gauss_newton):
-    """Newton direction from the exact Hessian, damped (Levenberg–Marquardt,
-    ``H + λ diag|H|``) just enough to be positive definite; the Gauss–Newton matrix
-    takes over where even strong damping does not help."""
-
-    def factor(matrix, lam):
-        return jnp.linalg.cholesky(matrix + lam * jnp.diag(jnp.abs(jnp.diag(matrix))))
-
-    def not_factorised(carry):
-        lam, chol = carry
-        return ~jnp.all(jnp.isfinite(chol)) & (lam < 1e3)
-
-    def raise_damping(carry):
-        lam = jnp.maximum(carry[0] * 4.0, 1e-3)
-        return lam, factor(h, lam)
-
-    _, chol = jax.lax.while_loop(not_factorised, raise_damping, (jnp.asarray(0.0), factor(h, 0.0)))
-    chol = jnp.where(jnp.all(jnp.isfinite(chol)), chol, factor(gauss_newton, 1e-10))
+    """Newton direction from the exact Hessian with the least Marquardt damping
+    (``H + λ diag|H|``) that makes it positive definite; the Gauss–Newton matrix
+    takes over where even the strongest damping does not."""
+    scale = jnp.diag(jnp.abs(jnp.diag(h)))
+    damped = jnp.stack([h + lam * scale for lam in _DAMPING] + [gauss_newton])
+    factors = jnp.linalg.cholesky(damped)
+    usable = jnp.all(jnp.isfinite(factors), axis=(1, 2))
+    chol = factors[jnp.argmax(usable)]  # the first usable one
     direction = jax.scipy.linalg.cho_solve((chol, True), -g)
     return jnp.where(jnp.isfinite(direction), direction, -g)
 

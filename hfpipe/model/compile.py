@@ -259,23 +259,30 @@ def compile_workspace(
     factor_rows: dict[int, np.ndarray] = {}
     normsys_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     histosys_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def row(rows: dict, key: int, make):
+        if key not in rows:  # (dict.setdefault would build the default every time)
+            rows[key] = make()
+        return rows[key]
+
     for s in samples:
         slots = slice(s.first_slot, s.first_slot + len(s.nominal))
         for (kind, name), modifier in s.modifiers.items():
             ps = index[name]
             if kind in ("normfactor", "lumi"):
-                factor_rows.setdefault(ps.start, np.zeros(n_slots, bool))[slots] = True
+                row(factor_rows, ps.start, lambda: np.zeros(n_slots, bool))[slots] = True
             elif kind in _PER_BIN:
                 components = _components(ps, kind, s, samples)
                 for b, component in enumerate(components):
-                    row = factor_rows.setdefault(component, np.zeros(n_slots, bool))
-                    row[s.first_slot + b] = True
+                    row(factor_rows, component, lambda: np.zeros(n_slots, bool))[
+                        s.first_slot + b
+                    ] = True
             elif kind == "normsys":
-                hi, lo = normsys_rows.setdefault(ps.start, (np.ones(n_slots), np.ones(n_slots)))
+                hi, lo = row(normsys_rows, ps.start, lambda: (np.ones(n_slots), np.ones(n_slots)))
                 hi[slots], lo[slots] = modifier["data"]["hi"], modifier["data"]["lo"]
             elif kind == "histosys":
-                up, down = histosys_rows.setdefault(
-                    ps.start, (np.zeros(n_slots), np.zeros(n_slots))
+                up, down = row(
+                    histosys_rows, ps.start, lambda: (np.zeros(n_slots), np.zeros(n_slots))
                 )
                 up[slots] = np.asarray(modifier["data"]["hi_data"], float) - s.nominal
                 down[slots] = s.nominal - np.asarray(modifier["data"]["lo_data"], float)
