@@ -217,55 +217,30 @@ def fit_batch(
         raise ValueError(f"unknown first_method {options.first_method!r}")
 
     message = np.where(converged, "", "not converged: EDM above tolerance").astype(object)
+    result = FitResult(pars, fun, converged, edm, iterations, method, message)
     if options.retry:
         for i in np.flatnonzero(~converged):
-            _retry(
-                structure,
-                numbers,
-                data,
-                fixed,
-                options,
-                i,
-                pars,
-                fun,
-                edm,
-                converged,
-                method,
-                message,
-                iterations,
-            )
-    return FitResult(pars, fun, converged, edm, iterations, method, message)
+            _retry(structure, numbers, data, fixed, options, i, result)
+    return result
 
 
-def _retry(
-    structure,
-    numbers,
-    data,
-    fixed,
-    options,
-    i,
-    pars,
-    fun,
-    edm,
-    converged,
-    method,
-    message,
-    iterations,
-):
+def _retry(structure, numbers, data, fixed, options, i, result: FitResult) -> None:
     """MIGRAD from the best point so far, then a Newton polish; update row ``i`` in place."""
     row = _row(numbers, i)
-    start = _minuit(structure, row, data[i], pars[i], fixed[i])
+    start = _minuit(structure, row, data[i], result.pars[i], fixed[i])
     polish = _newton_batch(structure, options)(
         jax.tree.map(lambda a: a[None], row),
         data[i][None],
         jnp.asarray(start)[None],
         fixed[i][None],
     )
-    pars[i], fun[i] = np.array(polish.x[0]), float(polish.fun[0])
-    edm[i], converged[i] = float(polish.edm[0]), bool(polish.converged[0])
-    iterations[i] += int(polish.iterations[0])
-    method[i] = f"{method[i]}>minuit>newton"
-    message[i] = "" if converged[i] else f"not converged after retries (EDM {edm[i]:.3g})"
+    result.pars[i], result.twice_nll[i] = np.array(polish.x[0]), float(polish.fun[0])
+    result.edm[i], result.converged[i] = float(polish.edm[0]), bool(polish.converged[0])
+    result.iterations[i] += int(polish.iterations[0])
+    result.method[i] = f"{result.method[i]}>minuit>newton"
+    result.message[i] = (
+        "" if result.converged[i] else f"not converged after retries (EDM {result.edm[i]:.3g})"
+    )
 
 
 def hesse_uncertainties(structure: Structure, numbers: Numbers, pars, data, fixed=None):
