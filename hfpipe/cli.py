@@ -16,7 +16,6 @@ import click
 import numpy as np
 
 from hfpipe.errors import HfpipeError
-from hfpipe.infer.asymptotics import EXPECTED_SIGMAS  # noqa: F401  (documents the order)
 from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
 
 __all__ = ["main"]

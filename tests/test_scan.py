@@ -15,7 +15,7 @@ from hfpipe import spec
 from hfpipe.infer import hypotest_batch
 from hfpipe.model import compile_model
 from hfpipe.results import read_table
-from hfpipe.scan import scan
+from hfpipe.scan import LIMIT_COLUMNS, scan
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example"
 EXPECTED = ["cls_exp_m2", "cls_exp_m1", "cls_exp", "cls_exp_p1", "cls_exp_p2"]
@@ -137,14 +137,7 @@ def test_upper_limits_sit_at_cls_005(load_analysis, shared_data):
     ]
     frame = scan(workspace, patchset, points=names, upper_limits=True, batch_size=5)
     assert (frame["status"] == "ok").all(), list(frame["message"])
-    limit_columns = [
-        "mu_up_obs",
-        "mu_up_exp_m2",
-        "mu_up_exp_m1",
-        "mu_up_exp",
-        "mu_up_exp_p1",
-        "mu_up_exp_p2",
-    ]
+    limit_columns = LIMIT_COLUMNS
     for _, row in frame.iterrows():
         model = compile_model(spec.apply_patches(workspace, [patchset[row["point"]]]))
         numbers = model.numbers._replace(upper=np.maximum(model.numbers.upper, 50.0))
