@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hfpipe import _jax  # noqa: F401  (double precision)
-from hfpipe.infer.newton import newton_minimize
+from hfpipe.infer.newton import bounded_edm, newton_minimize
 from hfpipe.model.likelihood import prepare, twice_nll, twice_nll_derivatives
 from hfpipe.model.structure import Layout, Numbers, Structure
 
@@ -110,13 +110,10 @@ def _row(numbers: Numbers, i: int) -> Numbers:
 
 def _edm(structure, numbers, x, data, fixed) -> float:
     """The convergence measure of newton.py, for a point found by another method."""
-    from hfpipe.infer.newton import _edm as edm_of
-    from hfpipe.infer.newton import _held, _reduced
-
     _, derivatives = _single(structure)
-    _, g, h, _ = derivatives(numbers, jnp.asarray(x), data)
-    held = _held(jnp.asarray(x), g, numbers.lower, numbers.upper, jnp.asarray(fixed))
-    return float(edm_of(*_reduced(g, h, held)))
+    x = jnp.asarray(x)
+    _, g, h, _ = derivatives(numbers, x, data)
+    return float(bounded_edm(x, g, h, numbers.lower, numbers.upper, jnp.asarray(fixed)))
 
 
 def _scipy_lbfgsb(structure, numbers, data, init, fixed):

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["MinimizeResult", "newton_minimize"]
+__all__ = ["MinimizeResult", "bounded_edm", "newton_minimize"]
 
 Derivatives = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 
@@ -78,6 +78,12 @@ def _edm(g, h):
 _DAMPING = (0.0, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
+def bounded_edm(x, g, h, lower, upper, fixed):
+    """EDM over the parameters that may move at ``x``: the convergence measure of every
+    fit, whichever method produced ``x``."""
+    return _edm(*_reduced(g, h, _held(x, g, lower, upper, fixed)))
+
+
 def _newton_direction(g, h, gauss_newton):
     """Newton direction from the exact Hessian with the least Marquardt damping
     (``H + λ diag|H|``) that makes it positive definite; the Gauss–Newton matrix
@@ -113,7 +119,7 @@ def newton_minimize(
 
     def edm_at(x, derivatives):
         _, g, h, _ = derivatives
-        return _edm(*_reduced(g, h, _held(x, g, lower, upper, fixed)))
+        return bounded_edm(x, g, h, lower, upper, fixed)
 
     x0 = jnp.clip(x0, lower, upper)
     first = evaluate(x0)
