@@ -1,0 +1,45 @@
+"""Scan tables on disk (DESIGN.md §4): Parquet with provenance, written atomically.
+
+One row per (analysis, point). Files are written atomically — to a temporary file in
+the same directory, then renamed — so a killed scan leaves either the old file or the
+new one, never a torn one. Provenance (hfpipe version, input digests, settings) goes
+into the Parquet key-value metadata under ``hfpipe``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["read_table", "write_table"]
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict) -> Path:
+    """Write ``frame`` to Parquet at ``path`` atomically, with ``provenance`` metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    metadata = dict(table.schema.metadata or {})
+    metadata[b"hfpipe"] = json.dumps(provenance, sort_keys=True, default=str).encode()
+    table = table.replace_schema_metadata(metadata)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        pq.write_table(table, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """Read a scan table and its provenance."""
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(b"hfpipe", b"{}")
+    return table.to_pandas(), json.loads(raw)
