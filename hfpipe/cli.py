@@ -300,5 +300,9 @@ def inspect(workspace):
     click.echo("\n".join(lines))
 
 
+from hfpipe import cli_workflow  # noqa: E402  (commands in their own module)
+
+cli_workflow.register(main, _one_line_errors)
+
 if __name__ == "__main__":
     main()
