@@ -16,6 +16,7 @@ import numpy as np
 
 from hfpipe.commands import one_line_errors as _one_line_errors
 from hfpipe.commands.contour import brazil, contour
+from hfpipe.commands.convert import convert
 from hfpipe.errors import HfpipeError
 from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
 
@@ -287,6 +288,7 @@ def inspect(workspace):
 
 main.add_command(contour)
 main.add_command(brazil)
+main.add_command(convert)
 
 if __name__ == "__main__":
     main()
