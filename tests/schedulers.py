@@ -50,7 +50,10 @@ def _reachable(name: str) -> str | None:
     if name == "htcondor":
         if not shutil.which("condor_status"):
             return "condor_status not found"
-        if os.geteuid() == 0 and subprocess.run(["id", CONDOR_USER], capture_output=True).returncode:
+        if (
+            os.geteuid() == 0
+            and subprocess.run(["id", CONDOR_USER], capture_output=True).returncode
+        ):
             return f"no user {CONDOR_USER!r} to submit as (run ci/htcondor-up.sh)"
         schedds = _output(as_condor_user(["condor_status", "-schedd", "-af", "Name"]))
         return None if schedds.strip() and not schedds.startswith("<") else f"no schedd: {schedds}"

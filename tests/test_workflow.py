@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from schedulers import CONDOR_USER, as_condor_user, require_scheduler
 
 from hfpipe.results import read_table
-from schedulers import as_condor_user, require_scheduler
 
 pytest.importorskip("snakemake")
 
@@ -55,7 +55,7 @@ def _write_config(folder: Path, analysis_dir: Path, points, chunk_size: int) -> 
     return path
 
 
-def _snakemake(folder: Path, profile: str, *extra: str, user_env: dict | None = None) -> list:
+def _snakemake(folder: Path, profile: str, *extra: str) -> list:
     """The command line running the repository's workflow in ``folder``."""
     return [
         sys.executable,
@@ -236,8 +236,8 @@ def test_condor_profile_runs_jobs_through_htcondor_and_retries_a_removed_job(
     require_scheduler("htcondor")
     _write_config(batch_folder, shared_data / "atlas-3l-erjr", BATCH_POINTS, chunk_size=2)
     if os.geteuid() == 0:
-        shutil.chown(batch_folder, "hfpipe", "hfpipe")
-        shutil.chown(batch_folder / "config.yaml", "hfpipe", "hfpipe")
+        shutil.chown(batch_folder, CONDOR_USER, CONDOR_USER)
+        shutil.chown(batch_folder / "config.yaml", CONDOR_USER, CONDOR_USER)
     inner = _snakemake(
         batch_folder,
         "condor",
@@ -248,11 +248,9 @@ def test_condor_profile_runs_jobs_through_htcondor_and_retries_a_removed_job(
         "scan_chunk:htcondor_submit_request_cpus=2",
     )
     # HTCondor refuses root's jobs: submit as the unprivileged user, with our environment
-    keep = {k: v for k, v in _env().items() if k in ("PATH", "PYTHONPATH", "CI")}
-    command = as_condor_user(
-        ["env", f"HOME={os.path.expanduser('~hfpipe')}", *(f"{k}={v}" for k, v in keep.items())]
-        + inner
-    )
+    keep = [f"{k}={v}" for k, v in _env().items() if k in ("PATH", "PYTHONPATH", "CI")]
+    home = os.path.expanduser(f"~{CONDOR_USER}")
+    command = as_condor_user(["env", f"HOME={home}", *keep, *inner])
 
     def running_scan_jobs():
         rows = _lines(
@@ -270,8 +268,16 @@ def test_condor_profile_runs_jobs_through_htcondor_and_retries_a_removed_job(
     _check_batch_run(output, submitted, killed, batch_folder, shared_data)
     # HTCondor's own record: the removed job (JobStatus 3) and the completed ones (4)
     history = dict(
-        _lines(["condor_history", "-constraint", f"ClusterId >= {min(map(int, submitted))}",
-                "-af", "ClusterId", "JobStatus"])
+        _lines(
+            [
+                "condor_history",
+                "-constraint",
+                f"ClusterId >= {min(map(int, submitted))}",
+                "-af",
+                "ClusterId",
+                "JobStatus",
+            ]
+        )
     )
     assert history[killed] == "3", history
     assert sorted(history[j] for j in submitted if j != killed) == ["4", "4"], history

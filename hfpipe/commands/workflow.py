@@ -8,11 +8,11 @@ Snakemake workflow (``workflow/``) is these three commands in a row.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
 
-__all__ = ["register"]
+from hfpipe.commands import one_line_errors
+
+__all__ = ["merge", "prepare"]
 
 
 def _points(text: str | None) -> list[str] | None:
@@ -28,6 +28,7 @@ def _points(text: str | None) -> list[str] | None:
 @click.option("--chunk-size", type=int, default=16, show_default=True, help="Points per chunk.")
 @click.option("--points", help="Comma-separated patch names (default: all).")
 @click.option("--analysis", help="Analysis name (default: the patchset's).")
+@one_line_errors
 def prepare(background, patchset, output, chunk_size, points, analysis):
     """Validate BACKGROUND and PATCHSET and split the points into chunks → JSON plan."""
     from hfpipe.scan.chunks import plan_chunks, write_plan
@@ -36,7 +37,9 @@ def prepare(background, patchset, output, chunk_size, points, analysis):
         background, patchset, chunk_size=chunk_size, points=_points(points), analysis=analysis
     )
     write_plan(plan, output)
-    click.echo(f"{len(plan['points'])} points in {len(plan['chunks'])} chunk(s) → {output}", err=True)
+    click.echo(
+        f"{len(plan['points'])} points in {len(plan['chunks'])} chunk(s) → {output}", err=True
+    )
 
 
 @click.command()
@@ -49,6 +52,7 @@ def prepare(background, patchset, output, chunk_size, points, analysis):
     type=click.Path(dir_okay=False),
     help="Plan from `hfpipe prepare`: the parts must hold exactly its points.",
 )
+@one_line_errors
 def merge(parts, output, plan):
     """Merge scan PARTS (Parquet) into one table, checking inputs, settings and points."""
     from hfpipe.results import merge_tables, write_table
@@ -59,11 +63,3 @@ def merge(parts, output, plan):
     write_table(frame, output, provenance)
     bad = int((frame["status"] != "ok").sum())
     click.echo(f"{len(parts)} part(s), {len(frame)} points, {bad} not ok → {output}", err=True)
-
-
-def register(group: click.Group, one_line_errors: Callable) -> None:
-    """Add ``prepare`` and ``merge`` to the ``hfpipe`` group, with its error handling."""
-    for command in (prepare, merge):
-        command.callback = one_line_errors(command.callback)
-        command.params.append(click.Option(["--debug"], is_flag=True, help="Show tracebacks."))
-        group.add_command(command)
