@@ -31,9 +31,11 @@ if ! command -v debootstrap >/dev/null; then
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends debootstrap >/dev/null
 fi
-if [ ! -x "$ROOT/usr/sbin/condor_master" ] && [ ! -f "$ROOT/etc/debian_version" ]; then
+# a marker, not the chroot's files, says debootstrap finished (an interrupted one is redone)
+if [ ! -f "$ROOT/.hfpipe-debootstrap-done" ]; then
     log "debootstrap Debian 13 (trixie) into $ROOT"
     debootstrap --variant=minbase trixie "$ROOT" "$MIRROR" >/dev/null
+    touch "$ROOT/.hfpipe-debootstrap-done"
 fi
 
 bind() { # bind-mount a host folder at the same path inside the chroot
