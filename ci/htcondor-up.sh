@@ -97,7 +97,10 @@ MEMORY = ${memory}
 START = True
 SUSPEND = False
 PREEMPT = False
-KILL = False
+# a vacating job (condor_rm) gets 20 s to end before it is killed; with KILL = False a
+# starter that lost its shadow holds the slot for the whole job lease (40 min)
+KILL = (time() - EnteredCurrentActivity) > 20
+MachineMaxVacateTime = 20
 SCHEDD_INTERVAL = 5
 NEGOTIATOR_INTERVAL = 2
 NEGOTIATOR_MIN_INTERVAL = 1
@@ -138,6 +141,8 @@ if ! { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then
     done
     rm -f "$pidfile"
     chroot "$ROOT" condor_master -pidfile /run/condor/condor_master.pid
+else
+    chroot "$ROOT" condor_reconfig >/dev/null # pick up the configuration written above
 fi
 
 # tokens: for hfpipe (the Python bindings need one) and for root's host-side commands
