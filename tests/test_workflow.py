@@ -131,6 +131,25 @@ def _assert_matches_reference(table: Path, analysis_dir: Path, points) -> None:
         np.testing.assert_allclose(ours[differ], direct.loc[ours.index[differ]], atol=1e-6)
 
 
+def test_bundled_config_plans_the_example_and_the_schema_rejects_bad_configs(tmp_path):
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    shutil.copy(ROOT / "config" / "config.yaml", tmp_path / "config.yaml")
+    dry_run = _run(_snakemake(tmp_path, "local", "--dry-run"))
+    assert "hfpipe prepare examples/example/BkgOnly.json" in dry_run
+    assert "--chunk-size 16" in dry_run
+
+    good = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    zero_chunks = {**good, "chunk_size": 0}
+    bad_points = {**good, "analyses": [{**good["analyses"][0], "points": "some"}]}
+    for bad, where in [(zero_chunks, "['chunk_size']"), (bad_points, "['points']")]:
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+        done = subprocess.run(
+            _snakemake(tmp_path, "local", "--dry-run"), capture_output=True, text=True, env=_env()
+        )
+        assert done.returncode != 0
+        assert "Error validating config file" in done.stdout and where in done.stdout, done.stdout
+
+
 def test_local_profile_3l_all_points_rerun_and_partial_rerun(shared_data, tmp_path):
     analysis_dir = shared_data / "atlas-3l-erjr"
     all_points = list(_reference(analysis_dir))
