@@ -1,5 +1,6 @@
 # Input functions and the command line each rule runs; no computing happens here.
 import json
+import re
 import shlex
 import sys
 
@@ -12,7 +13,7 @@ ALL_OUTPUTS = ["scan.parquet", "contour.png", "contour.pdf"]
 
 
 wildcard_constraints:
-    analysis="|".join(map(__import__("re").escape, ANALYSES)),
+    analysis="|".join(map(re.escape, ANALYSES)),
     chunk=r"\d\d\d+",
 
 
