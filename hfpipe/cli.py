@@ -7,7 +7,6 @@ Bad input ends in one line on stderr (file, JSON path, problem) and exit code 2;
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import sys
 from collections import Counter
@@ -15,26 +14,14 @@ from collections import Counter
 import click
 import numpy as np
 
+from hfpipe.commands import one_line_errors as _one_line_errors
+from hfpipe.commands.contour import brazil, contour
+from hfpipe.commands.convert import convert
+from hfpipe.commands.workflow import merge, prepare
 from hfpipe.errors import HfpipeError
 from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
 
 __all__ = ["main"]
-
-
-def _one_line_errors(command):
-    """Turn hfpipe's errors into one line on stderr and a non-zero exit."""
-
-    @functools.wraps(command)
-    def wrapper(*args, debug: bool = False, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except HfpipeError as error:
-            if debug:
-                raise
-            click.echo(f"hfpipe: error: {error}".replace("\n", " "), err=True)
-            sys.exit(2)
-
-    return click.option("--debug", is_flag=True, help="Show tracebacks.")(wrapper)
 
 
 def _model_options(command):
@@ -299,6 +286,12 @@ def inspect(workspace):
     lines.append(f"observed events: {observed:g}")
     click.echo("\n".join(lines))
 
+
+main.add_command(contour)
+main.add_command(brazil)
+main.add_command(convert)
+main.add_command(prepare)
+main.add_command(merge)
 
 if __name__ == "__main__":
     main()

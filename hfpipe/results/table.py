@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 __all__ = ["read_table", "write_table"]
 
+
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict) -> Path:
     """Write ``frame`` to Parquet at ``path`` atomically, with ``provenance`` metadata."""
     path = Path(path)
@@ -30,6 +31,11 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict) 
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
+        # mkstemp makes the file private (0600); give it the permissions of a plain open(),
+        # so collaborators and batch jobs of another user can read the results
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         pq.write_table(table, temporary)
         os.replace(temporary, path)
     except BaseException:
