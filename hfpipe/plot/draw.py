@@ -74,7 +74,10 @@ def draw_contours(
         for k, line in enumerate(contours.lines[kind]):
             axes.plot(line[:, 0], line[:, 1], label=names[kind] if k == 0 else None, **styles[kind])
     _draw_points(axes, contours)
-    axes.margins(0.03)
+    for name, set_limits in ((contours.x, axes.set_xlim), (contours.y, axes.set_ylim)):
+        values = contours.points[name].astype(float)
+        pad = 0.03 * (values.max() - values.min())
+        set_limits(values.min() - pad, values.max() + pad)  # no marker cut at the frame
     axes.set_xlabel(xlabel or contours.x)
     axes.set_ylabel(ylabel or contours.y)
     cl = 100 * (1 - contours.level)
