@@ -9,6 +9,7 @@ import json
 import re
 import tarfile
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -203,6 +204,13 @@ def test_archive_pairs_by_digest_and_reports_mismatch(tmp_path):
     )
     (pair,) = campaigns.find_pairs(campaigns.unpack(good, tmp_path / "cache"))
     assert pair.workspace.name == "BkgOnly.json" and pair.label == "a/patchset"
+    # a whole HEPData submission: the likelihood archive is one of its resources
+    submission = tmp_path / "submission.zip"
+    with zipfile.ZipFile(submission, "w") as archive:
+        archive.writestr("submission.yaml", "---\n")
+        archive.writestr("resources/likelihoods.tar.gz", good.read_bytes())
+    (pair,) = campaigns.find_pairs(campaigns.unpack(submission, tmp_path / "cache"))
+    assert pair.label == "resources/likelihoods.tar.gz.d/a/patchset"
     workspace["observations"][0]["data"][0] += 1  # not the workspace the patchset was made for
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(

@@ -2,9 +2,10 @@
 
 HEPData distributes an analysis' likelihoods as a ``.tar.gz`` (sometimes ``.zip``)
 holding one or more background-only workspaces and patchsets, in any folder layout.
-:func:`unpack` extracts an archive once into the cache (keyed by its sha256; the tar
-``data`` filter refuses paths that escape the folder, links outside it and device
-files). :func:`find_pairs` reads every ``.json``/``.json.gz`` file inside, and pairs each
+:func:`unpack` extracts an archive once into the cache (keyed by its sha256), and the
+archives inside it one level deep, as in a whole HEPData submission whose resources are
+archives themselves (the tar ``data`` filter refuses paths that escape the folder, links
+outside it and device files). :func:`find_pairs` reads every ``.json``/``.json.gz`` file inside, and pairs each
 patchset with the workspace whose digest (``workspace_digest``) equals the one the
 patchset records — the digest check *is* the pairing, so a patchset whose workspace is
 missing or altered is reported, never scanned against the wrong background.
@@ -26,6 +27,9 @@ from hfpipe.spec.digests import file_sha256
 
 __all__ = ["Pair", "find_pairs", "unpack"]
 
+#: archives inside an archive that are unpacked too (one level deep)
+_NESTED = (".tar.gz", ".tgz", ".tar", ".zip")
+
 
 def unpack(path: str | os.PathLike, cache: str | os.PathLike) -> Path:
     """A folder with the content of ``path``: the folder itself, or the unpacked archive."""
@@ -41,17 +45,25 @@ def unpack(path: str | os.PathLike, cache: str | os.PathLike) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=target.parent))
     try:
-        if is_tar:
-            with tarfile.open(path, mode="r:*") as archive:
-                archive.extractall(staging, filter="data")
-        else:
-            with zipfile.ZipFile(path) as archive:
-                archive.extractall(staging)
+        _extract(path, staging, is_tar)
+        # a whole HEPData submission holds each resource (the likelihoods) as an archive
+        for inner in sorted(staging.rglob("*")):
+            if inner.is_file() and inner.name.endswith(_NESTED):
+                _extract(inner, inner.with_name(inner.name + ".d"), tarfile.is_tarfile(inner))
         os.replace(staging, target)  # a complete folder appears at once, or none
     except (tarfile.TarError, zipfile.BadZipFile, OSError) as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise InputError(f"cannot unpack the archive: {error}", file=str(path), path="") from None
     return target
+
+
+def _extract(path: Path, folder: Path, is_tar: bool) -> None:
+    if is_tar:
+        with tarfile.open(path, mode="r:*") as archive:
+            archive.extractall(folder, filter="data")
+    else:
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(folder)
 
 
 @dataclass(frozen=True)
