@@ -113,6 +113,14 @@ def test_brazil_crossings_analytic(tmp_path):
         # the interpolated crossing is within 2 GeV
         (crossing,) = curves.crossings[kind]
         assert crossing == pytest.approx(limit, abs=2.0), kind
+    # upper limits: mu_up = (m / limit)^2 crosses 1 at the limit
+    for kind, limit in limits.items():
+        frame["mu_up_obs" if kind == "obs" else f"mu_up_{kind}"] = (m / limit) ** 2
+    curves = brazil_curves(frame, "m", quantity="mu_up")
+    assert curves.threshold == 1.0
+    for kind, limit in limits.items():
+        (crossing,) = curves.crossings[kind]
+        assert crossing == pytest.approx(limit, abs=2.0), kind
     write_table(frame, tmp_path / "scan1d.parquet", {})
     result = CliRunner().invoke(
         main, ["brazil", str(tmp_path / "scan1d.parquet"), "-o", str(tmp_path / "b.png")]

@@ -41,7 +41,8 @@ def _cached(final: Path, record: Path, sha256: str | None, url: str) -> Path | N
     recorded = json.loads(record.read_text())
     if sha256 is not None and recorded.get("sha256") != sha256:
         raise InputError(
-            f"cached download has sha256 {recorded.get('sha256')}, the campaign expects {sha256}",
+            f"cached download has sha256 {recorded.get('sha256')}, the campaign expects {sha256}"
+            f" (delete {final} to download it again)",
             file=url,
             path="",
         )
