@@ -30,6 +30,7 @@ from hfpipe.campaign.config import AnalysisSource, Campaign
 from hfpipe.campaign.fetch import fetch
 from hfpipe.errors import HfpipeError
 from hfpipe.results import read_table, write_table
+from hfpipe.results.atomic import atomic_path
 from hfpipe.scan import ScanSettings, scan
 from hfpipe.scan.provenance import same_inputs, scan_provenance
 
@@ -163,6 +164,6 @@ def run_campaign(
                 row["message"] = f"no contour: {error}"
             rows.append(row)
     summary = pd.DataFrame.from_records(rows).reindex(columns=SUMMARY_COLUMNS)
-    campaign.output.mkdir(parents=True, exist_ok=True)
-    summary.to_csv(campaign.output / "summary.csv", index=False)
+    with atomic_path(campaign.output / "summary.csv") as temporary:
+        summary.to_csv(temporary, index=False)
     return summary
