@@ -253,3 +253,31 @@ def test_bad_campaign_file_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["campaign", str(config)])
     assert result.exit_code == 2
     assert result.output.startswith(f"hfpipe: error: {config}: analyses[0].points:")
+
+
+def test_failed_analyses_are_summarised_and_exit_1(server, tmp_path):
+    folder = ROOT / "examples" / "example"
+    workspace = json.loads((folder / "BkgOnly.json").read_text())
+    workspace["observations"][0]["data"][0] += 1  # the patchset's digest no longer matches
+    altered = tmp_path / "altered.tar.gz"
+    altered.write_bytes(
+        _tar_gz(
+            {
+                "BkgOnly.json": json.dumps(workspace).encode(),
+                "patchset.json": (folder / "patchset.json").read_bytes(),
+            }
+        )
+    )
+    config = _write_config(
+        tmp_path / "campaign.yaml",
+        [
+            {"name": "gone", "source": f"{server.url}/files/nothing.tar.gz"},
+            {"name": "altered", "source": str(altered)},
+        ],
+    )
+    result = CliRunner().invoke(main, ["campaign", str(config)])
+    assert result.exit_code == 1
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    assert list(summary["status"]) == ["failed", "failed"]
+    assert "HTTP 404" in summary.loc[0, "message"]
+    assert "metadata.digests.sha256: no workspace" in summary.loc[1, "message"]
