@@ -229,14 +229,15 @@ def test_failed_analysis_and_snakemake_config(server, tmp_path):
             {"name": "example", "source": f"{server.url}/files/example.tar.gz"},
         ],
     )
-    result = CliRunner().invoke(main, ["campaign", str(config), "--snakemake-config", "x.yaml"])
+    out = tmp_path / "config.yaml"
+    result = CliRunner().invoke(main, ["campaign", str(config), "--snakemake-config", str(out)])
     assert result.exit_code == 2 and "HTTP 404" in result.output
+    assert not out.exists()
     config = _write_config(
         tmp_path / "campaign.yaml",
         [{"name": "example", "source": f"{server.url}/files/example.tar.gz"}],
         chunk_size=4,
     )
-    out = tmp_path / "config.yaml"
     result = CliRunner().invoke(main, ["campaign", str(config), "--snakemake-config", str(out)])
     assert result.exit_code == 0, result.output
     written = yaml.safe_load(out.read_text())

@@ -32,8 +32,11 @@ def campaign(config, snakemake_config):
     if snakemake_config:
         import yaml
 
-        with open(snakemake_config, "w") as f:
-            yaml.safe_dump(campaigns.snakemake_config(loaded), f, sort_keys=False)
+        from hfpipe.results.atomic import atomic_path
+
+        prepared = campaigns.snakemake_config(loaded)  # fails before anything is written
+        with atomic_path(snakemake_config) as temporary:
+            temporary.write_text(yaml.safe_dump(prepared, sort_keys=False))
         click.echo(f"Snakemake config → {snakemake_config}", err=True)
         return
     summary = campaigns.run_campaign(loaded, report=lambda line: click.echo(line, err=True))
