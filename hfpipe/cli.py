@@ -6,7 +6,6 @@ Bad input ends in one line on stderr (file, JSON path, problem) and exit code 2;
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections import Counter
@@ -15,6 +14,7 @@ import click
 import numpy as np
 
 from hfpipe.commands import one_line_errors as _one_line_errors
+from hfpipe.commands.campaign import campaign
 from hfpipe.commands.contour import brazil, contour
 from hfpipe.commands.convert import convert
 from hfpipe.commands.workflow import merge, prepare
@@ -212,10 +212,10 @@ def scan(
     histosys_code,
 ):
     """CLs (and upper limits) for every point of PATCHSET on BACKGROUND → Parquet."""
-    from hfpipe import __version__
     from hfpipe.results import write_table
     from hfpipe.scan import ScanSettings
     from hfpipe.scan import scan as run_scan
+    from hfpipe.scan.provenance import scan_provenance
 
     overrides = {"batch_size": batch_size} if batch_size else {}
     settings = ScanSettings(
@@ -232,24 +232,12 @@ def scan(
     frame = run_scan(
         background, patchset, points=chosen, analysis=analysis, settings=settings, progress=True
     )
-    provenance = {
-        "hfpipe_version": __version__,
-        "workspace": {"path": background, "sha256": _sha256(background)},
-        "patchset": {"path": patchset, "sha256": _sha256(patchset)},
-        "settings": dataclasses.asdict(settings),
-    }
+    provenance = scan_provenance(background, patchset, settings, chosen)
     write_table(frame, output, provenance)
     bad = frame[frame["status"] != "ok"]
     for _, row in bad.iterrows():
         click.echo(f"hfpipe: warning: {row['point']}: {row['status']}: {row['message']}", err=True)
     click.echo(f"{len(frame)} points, {len(bad)} not ok → {output}", err=True)
-
-
-def _sha256(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 @main.command()
@@ -292,6 +280,7 @@ main.add_command(brazil)
 main.add_command(convert)
 main.add_command(prepare)
 main.add_command(merge)
+main.add_command(campaign)
 
 if __name__ == "__main__":
     main()

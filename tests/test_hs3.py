@@ -227,3 +227,20 @@ def test_unsupported_features_fail_with_path(change, path, problem, tmp_path):
         main, ["convert", str(tmp_path / "bad.json"), "--from", "hs3", "-o", "x.json"]
     )
     assert result.exit_code == 2 and result.output.count("\n") == 1 and path in result.output
+
+
+def test_per_bin_name_reused_across_channels_gets_one_name_per_channel():
+    """ROOT may call every channel's staterror "mcstat"; pyhf needs one name per set."""
+
+    def add_cr_staterror(document):
+        sample = document["distributions"][1]["samples"][0]
+        sample["data"]["errors"] = [4.0, 3.0]
+        sample["modifiers"].append(
+            {"type": "staterror", "name": "staterror_SR", "parameters": ["c0", "c1"]}
+        )
+
+    ws = spec.from_hs3(_hs3_with(add_cr_staterror))
+    spec.validate_workspace(ws)
+    cr = ws["channels"][1]["samples"][0]["modifiers"][-1]
+    assert cr == {"name": "staterror_SR_CR", "type": "staterror", "data": [4.0, 3.0]}
+    assert pyhf.Workspace(ws).model().config.param_set("staterror_SR_CR").n_parameters == 2

@@ -113,9 +113,36 @@ def test_brazil_crossings_analytic(tmp_path):
         # the interpolated crossing is within 2 GeV
         (crossing,) = curves.crossings[kind]
         assert crossing == pytest.approx(limit, abs=2.0), kind
+    # upper limits: mu_up = (m / limit)^2 crosses 1 at the limit
+    for kind, limit in limits.items():
+        frame["mu_up_obs" if kind == "obs" else f"mu_up_{kind}"] = (m / limit) ** 2
+    curves = brazil_curves(frame, "m", quantity="mu_up")
+    assert curves.threshold == 1.0
+    for kind, limit in limits.items():
+        (crossing,) = curves.crossings[kind]
+        assert crossing == pytest.approx(limit, abs=2.0), kind
     write_table(frame, tmp_path / "scan1d.parquet", {})
     result = CliRunner().invoke(
         main, ["brazil", str(tmp_path / "scan1d.parquet"), "-o", str(tmp_path / "b.png")]
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_no_lines_across_slivers_on_a_kinematic_edge():
+    """A grid cut by a diagonal edge (m2 < m1 − 130), with extra points along the edge as
+    published scans have: thin border triangles must not add stray pieces of line."""
+    grid = [(m1, m2) for m1 in range(150, 1001, 50) for m2 in range(0, 800, 50) if m2 < m1 - 130]
+    edge = [(m1, m1 - 130) for m1 in (165, 190, 240, 310, 420, 560, 730, 930)]
+    m1, m2 = np.array(grid + edge, dtype=float).T
+    frame = pd.DataFrame({"analysis": "toy", "point": [f"p{i}" for i in range(len(m1))]})
+    frame["m1"], frame["m2"], frame["mu"], frame["status"] = m1, m2, 1.0, "ok"
+    for column in COLUMNS.values():
+        # boundary at m1 = 640 for every m2; curved in log CLs, so that interpolating
+        # across a long sliver misplaces it (by 2% here, with the flat-triangle mask off)
+        frame[column] = 0.05 ** (2 - (m1 / 640.0) ** 4)
+    (line,) = exclusion_contours(frame, "m1", "m2").lines["obs"]
+    assert np.max(np.abs(line[:, 0] / 640.0 - 1)) < TOLERANCE
+    assert line[:, 1].max() > 480  # and it still runs up to the edge (m2 = 510 at m1 = 640)
+    (unmasked,) = exclusion_contours(frame, "m1", "m2", min_circle_ratio=0).lines["obs"]
+    assert np.max(np.abs(unmasked[:, 0] / 640.0 - 1)) > 2 * TOLERANCE

@@ -131,7 +131,7 @@ def contour(table, outputs, analysis, cl, title, xlabel, style, x, y, ylabel, ba
         figure = draw_contours(
             contours, bands=bands, title=title, xlabel=xlabel, ylabel=ylabel, style=style
         )
-        save_figure(figure, figures)
+        save_figure(figure, figures, style=style)
     segments = {kind: len(lines) for kind, lines in contours.lines.items()}
     click.echo(
         f"contour over ({contours.x}, {contours.y}), segments {segments} → " + ", ".join(outputs),
@@ -186,5 +186,6 @@ def brazil(table, outputs, analysis, cl, title, xlabel, style, x, where, quantit
     if figures:
         from hfpipe.plot.draw import draw_brazil, save_figure
 
-        save_figure(draw_brazil(curves, title=title, xlabel=xlabel, style=style), figures)
+        figure = draw_brazil(curves, title=title, xlabel=xlabel, style=style)
+        save_figure(figure, figures, style=style)
     click.echo(json.dumps({"x": curves.x, "threshold": curves.threshold, **curves.crossings}))

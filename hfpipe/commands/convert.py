@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import click
 
@@ -16,17 +13,10 @@ __all__ = ["convert"]
 
 def _write_json(doc: dict, path: str) -> None:
     """Write atomically: a failed conversion never leaves a torn output file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from hfpipe.results.atomic import atomic_path
+
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 @click.command()

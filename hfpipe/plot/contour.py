@@ -16,7 +16,13 @@ How the lines are found, and why:
    cubic schemes, which invent wiggles where points are sparse) and does not
    extrapolate beyond the convex hull of the points: where nothing was computed, no
    line is drawn.
-5. The interpolated field is sampled on a fine regular grid and its level-set
+5. Flat triangles on the border of the triangulation are dropped (as matplotlib's
+   ``TriAnalyzer.get_flat_tri_mask`` does): a row of points along a kinematic edge
+   such as m(N1) = m(C1) − m(h) is joined by slivers whose corners lie far apart, and
+   interpolating across them draws lines where nothing was computed. A border triangle
+   whose inscribed/circumscribed circle ratio is below ``min_circle_ratio`` (0.1 by
+   default; 0.5 is an equilateral triangle) is removed, repeatedly, from the outside in.
+6. The interpolated field is sampled on a fine regular grid and its level-set
    ``log10(1 − CL)`` is traced with ``contourpy`` (matplotlib's contour engine). Since
    the field is linear on each triangle, a fine grid reproduces the triangle-wise
    line to well below the point spacing.
@@ -117,6 +123,7 @@ def exclusion_contours(
     *,
     cl: float = 0.95,
     resolution: int = 300,
+    min_circle_ratio: float = 0.1,
 ) -> Contours:
     """Observed and expected CLs = 1 − ``cl`` lines of a scan table over labels x and y."""
     from scipy.interpolate import LinearNDInterpolator
@@ -158,6 +165,9 @@ def exclusion_contours(
     values = np.log10(np.clip(columns, 10**_LOG_FLOOR, None))
     # one interpolator for all kinds: the grid is located in the triangulation once
     sampled = LinearNDInterpolator(triangulation, values)(grid_u, grid_v)
+    flat = _flat_border_triangles(triangulation, min_circle_ratio)
+    simplex = triangulation.find_simplex(np.stack([grid_u, grid_v], axis=-1))
+    sampled[(simplex >= 0) & flat[simplex]] = np.nan
     lines, fields = {}, {}
     for k, kind in enumerate(KINDS):
         fields[kind] = sampled[..., k]
@@ -175,6 +185,26 @@ def exclusion_contours(
         fields=fields,
         points=table,
     )
+
+
+def _flat_border_triangles(triangulation, min_circle_ratio: float) -> np.ndarray:
+    """Mask of the flat triangles peeled off the border, from the outside in."""
+    corners = triangulation.points[triangulation.simplices]  # (n, 3, 2)
+    sides = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=-1)
+    a, b, c = sides.T
+    area = 0.5 * np.abs(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]))
+    perimeter = a + b + c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (2 * area / perimeter) / (a * b * c / (4 * area))  # inradius / circumradius
+    flat = np.nan_to_num(ratio) < min_circle_ratio
+    masked = np.zeros(len(corners), dtype=bool)
+    neighbours = triangulation.neighbors
+    while True:
+        outside = (neighbours == -1) | masked[np.where(neighbours >= 0, neighbours, 0)]
+        peel = outside.any(axis=1) & flat & ~masked
+        if not peel.any():
+            return masked
+        masked |= peel
 
 
 def write_contour_data(contours: Contours, path: str | os.PathLike) -> Path:

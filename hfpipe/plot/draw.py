@@ -9,6 +9,7 @@ Figures are saved in the format their file suffix names (``.png``, ``.pdf``, ``.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,19 +31,27 @@ _STATUS_STYLE = {
 }
 
 
-def _pyplot(style: str):
-    import matplotlib
+def _styled(draw):
+    """Run a drawing function inside an mplhep style context (``style=`` keyword), so
+    every artist gets the style and the caller's global matplotlib style is untouched."""
 
-    matplotlib.use("Agg")  # files only: never needs a display
-    import matplotlib.pyplot as plt
-    import mplhep
+    @functools.wraps(draw)
+    def wrapper(*args, style: str = "ATLAS", **kwargs):
+        import matplotlib
 
-    if not hasattr(mplhep.style, style):
-        raise InputError(f"unknown mplhep style {style!r}", path="")
-    plt.style.use(getattr(mplhep.style, style))
-    return plt
+        matplotlib.use("Agg")  # files only: never needs a display
+        import matplotlib.pyplot as plt
+        import mplhep
+
+        if not hasattr(mplhep.style, style):
+            raise InputError(f"unknown mplhep style {style!r}", path="")
+        with plt.style.context(getattr(mplhep.style, style)):
+            return draw(*args, **kwargs)
+
+    return wrapper
 
 
+@_styled
 def draw_contours(
     contours: Contours,
     *,
@@ -50,14 +59,15 @@ def draw_contours(
     title: str | None = None,
     xlabel: str | None = None,
     ylabel: str | None = None,
-    style: str = "ATLAS",
 ):
-    """A matplotlib figure of the observed and expected lines, the bands and the points.
+    """A matplotlib figure of the observed and expected lines, the bands and the points
+    (``style=``: an mplhep style name, default ATLAS).
 
     Points are marked by outcome: filled (observed CLs below the threshold: excluded),
     hollow (not excluded), red cross (status not ``ok``: failed or invalid).
     """
-    plt = _pyplot(style)
+    import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(figsize=(8, 6.5))
     gx, gy = np.meshgrid(contours.grid_x, contours.grid_y)
     level = np.log10(contours.level)
@@ -74,7 +84,10 @@ def draw_contours(
         for k, line in enumerate(contours.lines[kind]):
             axes.plot(line[:, 0], line[:, 1], label=names[kind] if k == 0 else None, **styles[kind])
     _draw_points(axes, contours)
-    axes.margins(0.03)
+    for name, set_limits in ((contours.x, axes.set_xlim), (contours.y, axes.set_ylim)):
+        values = contours.points[name].astype(float)
+        pad = 0.03 * (values.max() - values.min())
+        set_limits(values.min() - pad, values.max() + pad)  # no marker cut at the frame
     axes.set_xlabel(xlabel or contours.x)
     axes.set_ylabel(ylabel or contours.y)
     cl = 100 * (1 - contours.level)
@@ -97,16 +110,14 @@ def _draw_points(axes, contours: Contours) -> None:
             )
 
 
+@_styled
 def draw_brazil(
-    curves: Curves,
-    *,
-    title: str | None = None,
-    xlabel: str | None = None,
-    logy: bool = True,
-    style: str = "ATLAS",
+    curves: Curves, *, title: str | None = None, xlabel: str | None = None, logy: bool = True
 ):
-    """The classic Brazil plot: observed and median expected curves, ±1σ/±2σ bands."""
-    plt = _pyplot(style)
+    """The classic Brazil plot: observed and median expected curves, ±1σ/±2σ bands
+    (``style=``: an mplhep style name, default ATLAS)."""
+    import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(figsize=(8, 6))
     v = curves.values
     x = v[curves.x]
@@ -128,8 +139,12 @@ def draw_brazil(
     return figure
 
 
+@_styled
 def save_figure(figure, paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Save ``figure`` to each path in the format of its suffix; then close it."""
+    """Save ``figure`` to each path in the format of its suffix; then close it.
+
+    Text is rendered at saving, so pass the ``style=`` the figure was drawn in.
+    """
     import matplotlib.pyplot as plt
 
     saved = []

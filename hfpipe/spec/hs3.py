@@ -276,6 +276,7 @@ class _Reader:
         self.owner: dict[str, str] = {}
         self.modifiers: dict[str, tuple[str, ...]] = {}
         self.types: dict[str, set[str]] = {}
+        self.named: dict[tuple[str, ...], str] = {}  # renamed per-bin modifiers
 
     def _lookup(self, table: dict, name: str, what: str, at: list) -> tuple[int, dict]:
         if name not in table:
@@ -290,7 +291,7 @@ class _Reader:
             if self.owner.setdefault(parameter, name) != name:
                 _fail(f"parameter {parameter!r} is shared by different modifiers", self.file, at)
 
-    def modifier(self, modifier: dict, sample: dict, nbins: int, at: list) -> dict:
+    def modifier(self, modifier: dict, sample: dict, channel: str, nbins: int, at: list) -> dict:
         unknown = set(modifier) - _MODIFIER_KEYS
         if unknown:
             _fail(f"modifier keys {sorted(unknown)} are not supported", self.file, at)
@@ -311,6 +312,10 @@ class _Reader:
             if len(parameters) != nbins:
                 _fail(f"{kind} needs {nbins} parameters, one a bin", self.file, [*at, "parameters"])
             name = modifier.get("name") or parameters[0]
+            if self.modifiers.get(name, parameters) != parameters:
+                # ROOT may reuse one name (e.g. "mcstat") in every channel with other
+                # parameters; pyhf needs a name per parameter set
+                name = self.named.setdefault(parameters, f"{name}_{channel}")
         else:
             name = modifier.get("parameter") or modifier.get("name")
             parameters = (name,)
@@ -346,18 +351,21 @@ class _Reader:
         if len(axes) != 1:
             _fail("only one-dimensional histfactory_dist is supported", self.file, [*here, "axes"])
         nbins = int(axes[0].get("nbins", len(axes[0].get("edges", [0])) - 1))
+        channel = name[len(_DIST_PREFIX) :] if name.startswith(_DIST_PREFIX) else name
         samples = []
         for s, sample in enumerate(dist.get("samples", [])):
             at_sample = [*here, "samples", s]
-            contents = [float(v) for v in sample["data"]["contents"]]
+            try:
+                contents = [float(v) for v in sample["data"]["contents"]]
+            except (KeyError, TypeError, ValueError):
+                _fail("a sample needs a name and data.contents (numbers)", self.file, at_sample)
             if len(contents) != nbins:
                 _fail(f"{len(contents)} contents for {nbins} bins", self.file, [*at_sample, "data"])
             modifiers = [
-                self.modifier(m, sample, nbins, [*at_sample, "modifiers", j])
+                self.modifier(m, sample, channel, nbins, [*at_sample, "modifiers", j])
                 for j, m in enumerate(sample.get("modifiers", []))
             ]
             samples.append({"name": sample["name"], "data": contents, "modifiers": modifiers})
-        channel = name[len(_DIST_PREFIX) :] if name.startswith(_DIST_PREFIX) else name
         return {"name": channel, "samples": samples}, nbins
 
     def observation(self, name: str, channel: str, nbins: int, at: list) -> dict:
