@@ -40,7 +40,7 @@ __all__ = [
 class FitOptions:
     """Settings of every fit; hashable, so compiled fits are cached per options."""
 
-    max_iterations: int = 100
+    max_iterations: int = 200  # evaluations of value, gradient and curvature
     edm_tolerance: float = 1e-9  # in units of -2 log L
     first_method: str = "newton"  # or "lbfgsb" (first-order; for diagnostics)
     retry: bool = True
@@ -75,7 +75,6 @@ def _newton_batch_for(structure: Layout, options: FitOptions):
         prepared = prepare(structure, numbers)
         return newton_minimize(
             lambda x: twice_nll_derivatives(structure, prepared, x, data),
-            lambda x: twice_nll(structure, prepared, x, data),
             init,
             numbers.lower,
             numbers.upper,

@@ -13,8 +13,8 @@ Each iteration:
    the Gauss–Newton matrix where that is not positive definite (non-convex regions:
    one-sided normsys variations make -log L locally concave);
 3. backtracks along the projected path ``clip(x + t d)`` until the Armijo condition
-   holds, costing one likelihood value per trial;
-4. evaluates value, gradient and curvature at the new point, and adapts each fit's
+   holds, evaluating value, gradient and curvature at each trial point;
+4. on acceptance adapts each fit's
    Marquardt damping λ (Levenberg–Marquardt): it shrinks tenfold after a full Newton
    step and grows tenfold when the step had to be shortened or the Hessian was
    indefinite. Easy fits thus take pure Newton steps; hard ones become more cautious
@@ -45,16 +45,19 @@ class MinimizeResult(NamedTuple):
     fun: jax.Array
     edm: jax.Array
     converged: jax.Array
-    iterations: jax.Array
+    iterations: jax.Array  # evaluations of value, gradient and curvature
 
 
 class _State(NamedTuple):
     x: jax.Array
-    derivatives: Derivatives  # value, gradient, Hessian, Gauss–Newton matrix
-    iteration: jax.Array
+    derivatives: Derivatives  # value, gradient, Hessian, Gauss–Newton matrix at x
     edm: jax.Array
-    stuck: jax.Array  # the last line search found no decrease
-    damping: jax.Array  # Marquardt λ for the next step
+    direction: jax.Array  # of the step under way
+    newton_ok: jax.Array  # its matrix was the (damped) exact Hessian
+    step_length: jax.Array  # the next trial is clip(x + step_length * direction)
+    halvings: jax.Array  # of the step under way
+    damping: jax.Array  # Marquardt λ for the next direction
+    evaluations: jax.Array
 
 
 def _held(x, g, lower, upper, fixed):
@@ -106,13 +109,12 @@ def _newton_direction(g, h, gauss_newton, damping):
 
 def newton_minimize(
     evaluate: Callable[[jax.Array], Derivatives],
-    value: Callable[[jax.Array], jax.Array],
     x0: jax.Array,
     lower: jax.Array,
     upper: jax.Array,
     fixed: jax.Array,
     *,
-    max_iterations: int = 100,
+    max_iterations: int = 200,
     edm_tolerance: float = 1e-9,
     max_halvings: int = 30,
 ) -> MinimizeResult:
@@ -120,61 +122,82 @@ def newton_minimize(
 
     ``evaluate(x)`` returns the objective (a -2 log-likelihood), its gradient, its
     Hessian and a positive semi-definite stand-in (Gauss–Newton) used where the Hessian
-    is not positive definite; ``value(x)`` returns the objective alone (line search).
-    ``x0`` is clipped to the bounds; fixed parameters keep their ``x0`` values.
+    is not positive definite. ``x0`` is clipped to the bounds; fixed parameters keep
+    their ``x0`` values. ``max_iterations`` counts evaluations (trial points).
+
+    One loop, one evaluation per pass: a trial point that passes the Armijo test is
+    accepted with the derivatives already computed there (the common case costs no
+    separate line-search evaluation); one that fails halves the step for the next
+    pass. No nested loops, so every row of a vmapped batch does the same work per pass.
     """
 
     def edm_at(x, derivatives):
         _, g, h, _ = derivatives
         return bounded_edm(x, g, h, lower, upper, fixed)
 
+    def direction_at(x, derivatives, damping):
+        _, g, h, gn = derivatives
+        held = _held(x, g, lower, upper, fixed)
+        g_held, h_held = _reduced(g, h, held)
+        direction, newton_ok = _newton_direction(g_held, h_held, _reduced(g, gn, held)[1], damping)
+        return jnp.where(held, 0.0, direction), newton_ok
+
     x0 = jnp.clip(x0, lower, upper)
     first = evaluate(x0)
+    no_damping = jnp.asarray(0.0, x0.dtype)
+    direction, newton_ok = direction_at(x0, first, no_damping)
+    one = jnp.asarray(1.0, x0.dtype)
     state = _State(
-        x0, first, jnp.asarray(0), edm_at(x0, first), jnp.asarray(False), jnp.asarray(0.0)
+        x0,
+        first,
+        edm_at(x0, first),
+        direction,
+        newton_ok,
+        one,
+        jnp.asarray(0),
+        no_damping,
+        jnp.asarray(1),
     )
 
     def keep_going(s: _State):
-        return (s.iteration < max_iterations) & ~(s.edm < edm_tolerance) & ~s.stuck
+        return (
+            (s.evaluations < max_iterations)
+            & ~(s.edm < edm_tolerance)
+            & (s.halvings <= max_halvings)
+        )
 
     def step(s: _State) -> _State:
-        f, g, h, gn = s.derivatives
+        f, g, _, _ = s.derivatives
         held = _held(s.x, g, lower, upper, fixed)
-        g_held, h_held = _reduced(g, h, held)
-        direction, newton_ok = _newton_direction(
-            g_held, h_held, _reduced(g, gn, held)[1], s.damping
-        )
-        direction = jnp.where(held, 0.0, direction)
+        trial = jnp.clip(s.x + s.step_length * s.direction, lower, upper)
+        at_trial = evaluate(trial)
+        decrease = jnp.where(held, 0.0, g) @ (trial - s.x)
+        rounding = 4 * jnp.finfo(f.dtype).eps * jnp.abs(f)
+        accepted = jnp.isfinite(at_trial[0]) & (at_trial[0] <= f + 1e-4 * decrease + rounding)
 
-        def trial(t):
-            return jnp.clip(s.x + t * direction, lower, upper)
-
-        def insufficient(carry):
-            t, f_trial, halvings = carry
-            decrease = g_held @ (trial(t) - s.x)
-            rounding = 4 * jnp.finfo(f.dtype).eps * jnp.abs(f)
-            ok = jnp.isfinite(f_trial) & (f_trial <= f + 1e-4 * decrease + rounding)
-            return ~ok & (halvings < max_halvings)
-
-        def halve(carry):
-            t, _, halvings = carry
-            return t * 0.5, value(trial(t * 0.5)), halvings + 1
-
-        t, _, halvings = jax.lax.while_loop(
-            insufficient, halve, (jnp.asarray(1.0, f.dtype), value(trial(1.0)), jnp.asarray(0))
-        )
-        stuck = halvings >= max_halvings
-        x = jnp.where(stuck, s.x, trial(t))
-        derivatives = evaluate(x)
-        full_step = newton_ok & (halvings == 0)
+        full_step = s.newton_ok & (s.halvings == 0)
         damping = jnp.where(
             full_step,
             jnp.where(s.damping > _DAMPING_FLOOR, s.damping / 10, 0.0),
             jnp.clip(s.damping * 10, _DAMPING_FLOOR, _DAMPING_CEILING),
         )
-        return _State(x, derivatives, s.iteration + 1, edm_at(x, derivatives), stuck, damping)
+        x = jnp.where(accepted, trial, s.x)
+        derivatives = jax.tree.map(lambda a, b: jnp.where(accepted, a, b), at_trial, s.derivatives)
+        damping = jnp.where(accepted, damping, s.damping)
+        direction, newton_ok = direction_at(x, derivatives, damping)
+        return _State(
+            x,
+            derivatives,
+            jnp.where(accepted, edm_at(x, derivatives), s.edm),
+            jnp.where(accepted, direction, s.direction),
+            jnp.where(accepted, newton_ok, s.newton_ok),
+            jnp.where(accepted, one, s.step_length * 0.5),
+            jnp.where(accepted, 0, s.halvings + 1),
+            damping,
+            s.evaluations + 1,
+        )
 
     final = jax.lax.while_loop(keep_going, step, state)
     return MinimizeResult(
-        final.x, final.derivatives[0], final.edm, final.edm < edm_tolerance, final.iteration
+        final.x, final.derivatives[0], final.edm, final.edm < edm_tolerance, final.evaluations
     )
