@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 __all__ = ["read_table", "write_table"]
 
+
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict) -> Path:
     """Write ``frame`` to Parquet at ``path`` atomically, with ``provenance`` metadata."""
     path = Path(path)
