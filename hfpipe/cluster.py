@@ -50,9 +50,10 @@ _KEYS = {
 _ONLY = {"walltime": "slurm", "queue": "slurm", "account": "slurm", "disk": "htcondor"}
 
 
-def load_cluster_config(source: str | os.PathLike | Mapping) -> dict:
-    """A cluster config from a YAML file or a mapping, checked: unknown keys, an unknown
-    kind or a key that the kind does not take end in one clear error."""
+def load_cluster_config(source: str | os.PathLike | Mapping, **overrides) -> dict:
+    """A cluster config from a YAML file or a mapping, with ``overrides`` replacing its
+    keys, checked: unknown keys, an unknown kind or a key that the kind does not take end
+    in one clear error."""
     import yaml
 
     file = None
@@ -68,6 +69,7 @@ def load_cluster_config(source: str | os.PathLike | Mapping) -> dict:
             ) from None
     if not isinstance(config, dict):
         raise InputError("a cluster config is a mapping of keys to values", file=file)
+    config |= overrides
     for key in config:
         if key not in _KEYS:
             raise InputError(f"unknown key; known: {', '.join(sorted(_KEYS))}", file=file, path=key)
@@ -90,7 +92,7 @@ def make_cluster(config: str | os.PathLike | Mapping | None = None, **overrides)
 
     ``overrides`` replace config keys (``make_cluster("slurm.yaml", workers=8)``).
     """
-    config = load_cluster_config({**load_cluster_config(config or {}), **overrides})
+    config = load_cluster_config(config or {}, **overrides)
     kind, workers = config["kind"], int(config.get("workers", 1))
     cores = int(config.get("cores", 1))
     if kind == "local":
@@ -154,7 +156,6 @@ def connect(
         with Client(scheduler) as client:
             yield client
         return
-    config = load_cluster_config(cluster_config or {})
     overrides = {"kind": kind} | ({"workers": workers} if workers else {})
-    with make_cluster(config, **overrides) as cluster, Client(cluster) as client:
+    with make_cluster(cluster_config, **overrides) as cluster, Client(cluster) as client:
         yield client

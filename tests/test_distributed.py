@@ -2,23 +2,31 @@
 one, a worker killed mid-scan costs nothing, a batch that raises becomes failed rows, and
 ``hfpipe scan`` killed with SIGKILL leaves only complete Parquet files and resumes.
 
-All on ATLAS 3L-eRJR (64 points, batches of 16). Worker processes and CLI subprocesses
-share a JAX compilation cache in a temporary directory, so each compiles the scan's
-functions once per test session, not once per process.
+And ``hfpipe scan --scheduler slurm|condor`` through dask-jobqueue against the real
+single-node Slurm and HTCondor pool that ``ci/*-up.sh`` start (tests/schedulers.py: these
+fail when listed in ``HFPIPE_CI_SCHEDULERS`` but unreachable, else skip).
+
+All on ATLAS 3L-eRJR (64 points, batches of 16). Worker processes, batch jobs and CLI
+subprocesses share a JAX compilation cache in a temporary directory, so the scan's
+functions are compiled once per test module, not once per process.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from schedulers import CONDOR_USER, as_condor_user, require_scheduler
 
 from hfpipe.cluster import load_cluster_config, make_cluster
 from hfpipe.errors import InputError
@@ -46,13 +54,17 @@ def reference(erjr):
 
 
 @pytest.fixture(scope="module")
-def jax_cache(tmp_path_factory) -> dict[str, str]:
-    """Environment that points new processes at one persistent JAX compilation cache."""
-    return {
-        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache")),
+def jax_cache():
+    """Environment that points new processes at one persistent JAX compilation cache
+    (writable by everyone: HTCondor jobs run as an unprivileged user)."""
+    folder = tempfile.mkdtemp(prefix="hfpipe-jax-cache-")
+    os.chmod(folder, 0o777)
+    yield {
+        "JAX_COMPILATION_CACHE_DIR": folder,
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
     }
+    shutil.rmtree(folder)
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +164,47 @@ def test_sigkilled_cli_scan_leaves_complete_files_and_resumes(erjr, reference, t
     for point, row in frame.set_index("point").loc[list(kept)].iterrows():
         assert row["seconds"] == kept[point]["seconds"]  # read back, not recomputed
     assert not parts.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("scheduler", ["slurm", "condor"])
+def test_cli_scan_on_batch_system(scheduler, erjr, reference, jax_cache):
+    """Two batch jobs (dask-jobqueue ``SLURMCluster`` / ``HTCondorCluster``), each one Dask
+    worker, scan 32 points; the table equals the in-process scan."""
+    require_scheduler({"condor": "htcondor"}.get(scheduler, scheduler))
+    folder = Path(tempfile.mkdtemp(prefix=f"hfpipe-{scheduler}-"))
+    folder.chmod(0o777)  # HTCondor runs the scan and the jobs as an unprivileged user
+    env = {**os.environ, **jax_cache, "PYTHONPATH": str(ROOT)}
+    config = {
+        "cores": 1,
+        "memory": "2GB",
+        "interface": "lo",
+        "job_script_prologue": [
+            f"export {k}={v}" for k, v in {**jax_cache, "PYTHONPATH": ROOT}.items()
+        ],
+        "extra": {"log_directory": str(folder / "logs")},
+    }
+    if scheduler == "slurm":
+        config["walltime"] = "00:20:00"
+    else:
+        env["HOME"] = os.path.expanduser(f"~{CONDOR_USER}")
+    (folder / "cluster.yaml").write_text(yaml.safe_dump(config))
+    points = list(reference.index[: 2 * BATCH])
+    command = [sys.executable, "-m", "hfpipe.cli", "scan", *map(str, erjr)]
+    command += ["-o", str(folder / "scan.parquet"), "--batch-size", str(BATCH)]
+    command += ["--points", ",".join(points), "--scheduler", scheduler, "--workers", "2"]
+    command += ["--cluster-config", str(folder / "cluster.yaml")]
+    if scheduler == "condor":
+        command = as_condor_user(command)
+    try:
+        done = subprocess.run(
+            command, env=env, cwd=folder, capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert list((folder / "logs").iterdir())  # the workers ran as batch jobs
+        frame, _ = read_table(folder / "scan.parquet")
+        _assert_same(frame, reference.loc[points])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_cluster_config_errors_are_one_line(tmp_path):
