@@ -139,6 +139,7 @@ def test_sigkilled_cli_scan_leaves_complete_files_and_resumes(erjr, reference, t
     command = [sys.executable, "-m", "hfpipe.cli", "scan", *map(str, erjr), "-o", str(output)]
     command += ["--batch-size", str(BATCH)]
     env = {**os.environ, **jax_cache, "PYTHONPATH": str(ROOT)}
+    inputs = [path.read_bytes() for path in erjr]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while not list(parts.glob("*.parquet")) and process.poll() is None:
@@ -164,6 +165,7 @@ def test_sigkilled_cli_scan_leaves_complete_files_and_resumes(erjr, reference, t
     for point, row in frame.set_index("point").loc[list(kept)].iterrows():
         assert row["seconds"] == kept[point]["seconds"]  # read back, not recomputed
     assert not parts.exists() and not list(tmp_path.glob(".*.tmp"))
+    assert [path.read_bytes() for path in erjr] == inputs  # inputs never written to
 
 
 @pytest.mark.parametrize("scheduler", ["slurm", "condor"])
