@@ -107,6 +107,15 @@ def test_worker_killed_mid_scan(erjr, reference, client):
     _assert_same(frame, reference)
 
 
+def test_connect_to_a_scheduler_address(client):
+    from hfpipe.cluster import connect
+
+    with connect(client.scheduler.address) as other:
+        assert other.scheduler.address == client.scheduler.address
+        assert other.scheduler_info()["workers"]
+    assert client.status == "running"  # a cluster we did not start is left running
+
+
 def test_raising_batch_is_failed_rows_and_resume_recomputes_them(
     erjr, reference, tmp_path, monkeypatch
 ):
