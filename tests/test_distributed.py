@@ -89,7 +89,30 @@ def test_local_cluster_scan_equals_in_process_scan(erjr, reference, client):
     assert list(frame["point"]) == list(reference.index)  # patchset order, not finish order
 
 
+def _count_compilations(dask_worker) -> None:
+    """On a worker: count XLA compilations from now on (JAX's compile event)."""
+    import jax
+
+    dask_worker.compilations = found = []
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            found.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+
+
+def _compilations(dask_worker) -> int | None:
+    found = getattr(dask_worker, "compilations", None)
+    return None if found is None else len(found)
+
+
 def test_worker_killed_mid_scan(erjr, reference, client):
+    """Also: a worker that ran batches of this structure before compiles nothing."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    client.run(_count_compilations)
     killed = {}
 
     def kill_a_busy_worker(records):
@@ -105,6 +128,8 @@ def test_worker_killed_mid_scan(erjr, reference, client):
     assert killed["tasks"]  # the killed worker was running a batch: it had to be re-run
     assert len(frame) == 64
     _assert_same(frame, reference)
+    compilations = client.run(_compilations)  # None: the restarted worker (new process)
+    assert [n for n in compilations.values() if n is not None] == [0]  # survivor reused
 
 
 def test_connect_to_a_scheduler_address(client):
