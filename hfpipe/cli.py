@@ -195,6 +195,23 @@ def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys
 @click.option(
     "--histosys-code", type=click.Choice(HISTOSYS_CODES), default="code4p", show_default=True
 )
+@click.option(
+    "--scheduler",
+    help="Run the batches on Dask: local (a LocalCluster), slurm, condor (dask-jobqueue,"
+    " see --cluster-config) or a scheduler address (tcp://host:8786). Default: in this process.",
+)
+@click.option(
+    "--cluster-config",
+    type=click.Path(dir_okay=False, exists=True),
+    help="YAML cluster config for --scheduler local|slurm|condor (cores, memory, gpus, ...).",
+)
+@click.option("--workers", type=int, help="Dask workers (local) or batch jobs to start.")
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Skip points that an earlier run with the same output, inputs and settings finished.",
+)
 @_one_line_errors
 def scan(
     background,
@@ -210,12 +227,19 @@ def scan(
     measurement,
     normsys_code,
     histosys_code,
+    scheduler,
+    cluster_config,
+    workers,
+    resume,
 ):
-    """CLs (and upper limits) for every point of PATCHSET on BACKGROUND → Parquet."""
-    from hfpipe.results import write_table
+    """CLs (and upper limits) for every point of PATCHSET on BACKGROUND → Parquet.
+
+    Finished batches are kept next to the output (OUTPUT.parts/) as they come in; a
+    killed scan rerun with the same output computes only the missing points.
+    """
+    from hfpipe.cluster import connect
+    from hfpipe.results import scan_to_parquet
     from hfpipe.scan import ScanSettings
-    from hfpipe.scan import scan as run_scan
-    from hfpipe.scan.provenance import scan_provenance
 
     overrides = {"batch_size": batch_size} if batch_size else {}
     settings = ScanSettings(
@@ -229,15 +253,26 @@ def scan(
         **overrides,
     )
     chosen = [p.strip() for p in points.split(",")] if points else None
-    frame = run_scan(
-        background, patchset, points=chosen, analysis=analysis, settings=settings, progress=True
-    )
-    provenance = scan_provenance(background, patchset, settings, chosen)
-    write_table(frame, output, provenance)
+    with connect(scheduler, cluster_config, workers) as client:
+        frame = scan_to_parquet(
+            background,
+            patchset,
+            output,
+            points=chosen,
+            analysis=analysis,
+            settings=settings,
+            resume=resume,
+            client=client,
+            progress=True,
+        )
     bad = frame[frame["status"] != "ok"]
     for _, row in bad.iterrows():
         click.echo(f"hfpipe: warning: {row['point']}: {row['status']}: {row['message']}", err=True)
-    click.echo(f"{len(frame)} points, {len(bad)} not ok → {output}", err=True)
+    click.echo(
+        f"{len(frame)} points ({frame.attrs['computed']} computed,"
+        f" {frame.attrs['reused']} from an earlier run), {len(bad)} not ok → {output}",
+        err=True,
+    )
 
 
 @main.command()

@@ -7,6 +7,8 @@ run compares it (:func:`same_inputs`) to decide whether a table is still up to d
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 
@@ -17,21 +19,33 @@ __all__ = ["same_inputs", "scan_provenance"]
 
 
 def scan_provenance(
-    workspace: str | os.PathLike,
-    patchset: str | os.PathLike,
+    workspace,
+    patchset,
     settings: ScanSettings,
     points: Sequence[str] | None = None,
 ) -> dict:
-    """hfpipe version, the inputs' paths and sha256, the settings and the chosen points."""
+    """hfpipe version, the inputs' paths and sha256, the settings and the chosen points.
+
+    ``workspace`` and ``patchset`` are paths (their bytes are hashed) or loaded objects
+    (their canonical JSON is hashed; no path is recorded).
+    """
     from hfpipe import __version__
 
     return {
         "hfpipe_version": __version__,
-        "workspace": {"path": os.fspath(workspace), "sha256": file_sha256(workspace)},
-        "patchset": {"path": os.fspath(patchset), "sha256": file_sha256(patchset)},
+        "workspace": _input(workspace),
+        "patchset": _input(patchset),
         "settings": dataclasses.asdict(settings),
         "points": list(points) if points is not None else "all",
     }
+
+
+def _input(source) -> dict:
+    if isinstance(source, str | os.PathLike):
+        return {"path": os.fspath(source), "sha256": file_sha256(source)}
+    document = dataclasses.asdict(source) if dataclasses.is_dataclass(source) else source
+    text = json.dumps(document, sort_keys=True, default=str)
+    return {"path": None, "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def same_inputs(recorded: dict, wanted: dict) -> bool:

@@ -7,14 +7,15 @@ row per point. A point that cannot be compiled or whose fits fail is a row with
 ``status`` ≠ ``ok`` and a message; the scan goes on.
 
 The unit of work is :func:`run_batch` — a pure function of (union structure, numbers)
-to rows — so the same batches can later be shipped to Dask workers.
+to rows — so the same batches run in this process (the default) or as Dask tasks on a
+client's workers (:mod:`hfpipe.scan.distributed`).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import jax
@@ -29,7 +30,19 @@ from hfpipe.model import compile_workspace
 from hfpipe.scan.columns import EXPECTED_COLUMNS, LIMIT_COLUMNS, column_order
 from hfpipe.scan.union import UnionBatch, unify
 
-__all__ = ["DEFAULT_BATCH_SIZE", "ScanSettings", "run_batch", "scan"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "ERROR_STATUS",
+    "ScanSettings",
+    "resolve_settings",
+    "run_batch",
+    "run_batch_here",
+    "scan",
+]
+
+#: status of the rows of a batch that raised: an error of the run, not a result (a
+#: resumed scan recomputes them)
+ERROR_STATUS = "error"
 
 #: Points per compiled call. Measured on ATLAS 1Lbb (126 parameters) on 2 cores:
 #: 32 points → ~1 GB peak, and larger batches give no further speed-up there.
@@ -129,6 +142,9 @@ def scan(
     analysis: str | None = None,
     settings: ScanSettings | None = None,
     progress: bool = False,
+    client=None,
+    reuse: Mapping[str, dict] | None = None,
+    on_batch: Callable[[list[dict]], None] | None = None,
     **overrides,
 ) -> pd.DataFrame:
     """Scan the signal points of ``patchset`` on the background-only ``workspace``.
@@ -138,64 +154,120 @@ def scan(
     ``settings`` and/or keyword overrides (``mu``, ``test_stat``, ``upper_limits``,
     ``cl``, ``batch_size``, ``normsys_code``, ``histosys_code``, ``measurement``).
     Returns one row per point with the columns of DESIGN.md §4.
+
+    ``client``: a ``dask.distributed.Client``; each batch then runs as one Dask task
+    (:mod:`hfpipe.scan.distributed`), results streaming back as tasks finish.
+    ``reuse``: rows already computed, by point name; those points are returned as given,
+    not recomputed. ``on_batch``: called with the rows of every batch as it finishes
+    (incremental output, :func:`hfpipe.results.parts.scan_to_parquet`).
     """
-    settings = ScanSettings(**{**asdict(settings or ScanSettings()), **overrides})
+    settings = resolve_settings(settings, overrides)
     ws, ps = _load(workspace, patchset)
     names = list(points) if points is not None else list(ps.names)
     patches = [ps[name] for name in names]  # unknown names raise a one-line error
     file = str(patchset) if isinstance(patchset, str | os.PathLike) else "<patchset>"
     if analysis is None:
         analysis = ps.name or ps.analysis_id or "analysis"
+    reuse = reuse or {}
 
+    base = [_base_record(analysis, patch, ps.labels, settings) for patch in patches]
     rows: dict[int, dict] = {}
     compiled, compiled_index = [], []
     for i, patch in enumerate(patches):
+        if patch.name in reuse:
+            continue
         try:
             compiled.append(_compile_point(ws, patch, settings, file))
             compiled_index.append(i)
         except HfpipeError as error:
-            rows[i] = {"status": "invalid", "message": str(error)}
+            rows[i] = base[i] | {"status": "invalid", "message": str(error), "device": _device()}
 
-    if compiled:
-        background_samples = {c["name"]: {s["name"] for s in c["samples"]} for c in ws["channels"]}
-        background_parameters = {
-            m["name"] for c in ws["channels"] for s in c["samples"] for m in s["modifiers"]
-        }
-        groups = unify(compiled, background_samples, background_parameters)
-        chunks = [
-            (group, group_rows[k : k + settings.batch_size])
-            for group in groups
-            for group_rows in [list(range(len(group.members)))]
-            for k in range(0, len(group_rows), settings.batch_size)
-        ]
-        bar = _progress(len(patches), progress)
-        for group, chunk in chunks:
-            for row, record in zip(chunk, run_batch(group, chunk, settings), strict=True):
-                rows[compiled_index[group.members[row]]] = record
-            bar.update(len(chunk))
-        bar.close()
+    bar = _progress(len(patches), progress)
+    bar.update(len(patches) - len(compiled))
+    for members, records in _run_batches(compiled, ws, settings, client):
+        members = [compiled_index[m] for m in members]
+        records = [base[i] | record for i, record in zip(members, records, strict=True)]
+        if on_batch is not None:
+            on_batch(records)
+        rows.update(zip(members, records, strict=True))
+        bar.update(len(members))
+    bar.close()
 
+    frame = _frame([reuse.get(p.name) or rows[i] for i, p in enumerate(patches)], ps.labels)
+    frame.attrs |= {"computed": len(compiled), "reused": sum(p.name in reuse for p in patches)}
+    return frame
+
+
+def resolve_settings(settings: ScanSettings | None, overrides: Mapping) -> ScanSettings:
+    """``settings`` (default: the defaults) with keyword ``overrides`` applied."""
+    return ScanSettings(**{**asdict(settings or ScanSettings()), **overrides})
+
+
+def _run_batches(compiled, ws, settings: ScanSettings, client):
+    """Group compiled points into union structures, cut the groups into batches and run
+    them — in this process, or as Dask tasks on ``client``; yield ``(indices into
+    compiled, records)`` per batch as it finishes. A batch that raised yields rows with
+    status ``error`` (a rerun recomputes them), never a lost scan."""
+    if not compiled:
+        return
+    background_samples = {c["name"]: {s["name"] for s in c["samples"]} for c in ws["channels"]}
+    background_parameters = {
+        m["name"] for c in ws["channels"] for s in c["samples"] for m in s["modifiers"]
+    }
+    groups = unify(compiled, background_samples, background_parameters)
+    tasks = [
+        (group, list(range(len(group.members)))[k : k + settings.batch_size])
+        for group in groups
+        for k in range(0, len(group.members), settings.batch_size)
+    ]
+    if client is None:
+        outcomes = ((k, _attempt(*task, settings)) for k, task in enumerate(tasks))
+    else:
+        from hfpipe.scan.distributed import run_batches
+
+        outcomes = run_batches(client, run_batch_here, tasks, settings)
+    for k, outcome in outcomes:
+        group, chunk = tasks[k]
+        if isinstance(outcome, BaseException):
+            message = f"batch raised {type(outcome).__name__}: {outcome}".replace("\n", " ")
+            outcome = [{"status": ERROR_STATUS, "message": message}] * len(chunk)
+        yield [group.members[row] for row in chunk], outcome
+
+
+def run_batch_here(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings) -> list[dict]:
+    """:func:`run_batch`, each row labelled with the device that ran it (a Dask worker's
+    GPU, say, not the client's)."""
     device = _device()
-    records = []
-    for i, patch in enumerate(patches):
-        record = {
-            "analysis": analysis,
-            "point": patch.name,
-            **{label: _label_value(v) for label, v in zip(ps.labels, patch.values, strict=True)},
-            "mu": settings.mu,
-            "calctype": "asymptotics",
-            "test_stat": settings.test_stat,
-            "ntoys": 0,
-            "device": device,
-            **rows[i],
-        }
-        records.append(record)
+    return [record | {"device": device} for record in run_batch(batch, rows, settings)]
+
+
+def _attempt(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings):
+    """Run a batch in this process; an exception is returned, to become failed rows."""
+    try:
+        return run_batch_here(batch, rows, settings)
+    except Exception as error:
+        return error
+
+
+def _base_record(analysis: str, patch, labels, settings: ScanSettings) -> dict:
+    return {
+        "analysis": analysis,
+        "point": patch.name,
+        **{label: _label_value(v) for label, v in zip(labels, patch.values, strict=True)},
+        "mu": settings.mu,
+        "calctype": "asymptotics",
+        "test_stat": settings.test_stat,
+        "ntoys": 0,
+    }
+
+
+def _frame(records: list[dict], labels) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records)
     for column in [*EXPECTED_COLUMNS, "cls_obs", "mu_hat", "twice_nll", "seconds"]:
         if column not in frame:
             frame[column] = np.nan
     frame["message"] = frame["message"].fillna("")
-    return frame[column_order(list(ps.labels), frame.columns)]
+    return frame[column_order(list(labels), frame.columns)]
 
 
 def _label_value(value):
