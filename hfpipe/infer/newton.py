@@ -142,21 +142,22 @@ def newton_minimize(
         direction, newton_ok = _newton_direction(g_held, h_held, _reduced(g, gn, held)[1], damping)
         return jnp.where(held, 0.0, direction), newton_ok
 
+    # The first pass "accepts" x0 (the previous value is +inf) and evaluates it there:
+    # the compiled loop then holds a single copy of the (large) evaluation.
     x0 = jnp.clip(x0, lower, upper)
-    first = evaluate(x0)
-    no_damping = jnp.asarray(0.0, x0.dtype)
-    direction, newton_ok = direction_at(x0, first, no_damping)
+    n = x0.shape[0]
+    unknown = (jnp.asarray(jnp.inf, x0.dtype), jnp.zeros_like(x0), jnp.eye(n), jnp.eye(n))
     one = jnp.asarray(1.0, x0.dtype)
     state = _State(
         x0,
-        first,
-        edm_at(x0, first),
-        direction,
-        newton_ok,
+        unknown,
+        jnp.asarray(jnp.inf, x0.dtype),
+        jnp.zeros_like(x0),
+        jnp.asarray(True),  # so that the first acceptance leaves the damping at 0
         one,
         jnp.asarray(0),
-        no_damping,
-        jnp.asarray(1),
+        jnp.asarray(0.0, x0.dtype),
+        jnp.asarray(0),
     )
 
     def keep_going(s: _State):
