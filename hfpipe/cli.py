@@ -96,6 +96,90 @@ def _warn_unconverged(message: str) -> None:
     click.echo(f"hfpipe: warning: {message}", err=True)
 
 
+def _toy_options(command):
+    options = [
+        click.option(
+            "--calctype",
+            type=click.Choice(["asymptotics", "toybased"]),
+            default="asymptotics",
+            show_default=True,
+        ),
+        click.option("--ntoys", type=click.IntRange(1), default=2000, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys."),
+        click.option("--toy-batch-size", type=click.IntRange(1), default=1000, show_default=True),
+        click.option(
+            "--first-toy",
+            type=click.IntRange(0),
+            default=0,
+            show_default=True,
+            help="Index of the first toy (chunk k of n toys: k·n).",
+        ),
+        click.option("--max-failed-fraction", type=float, default=0.01, show_default=True),
+        click.option(
+            "--toys-output",
+            type=click.Path(dir_okay=False),
+            help="Save the toys' test statistics to this Parquet file (merge-toys merges them).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _echo_toy_cls(distributions, max_failed_fraction: float) -> None:
+    """Print toy-based CLs as JSON, with bootstrap statistical errors."""
+    result = distributions.cls(max_failed_fraction=max_failed_fraction)
+    errors = distributions.standard_errors(n_bootstrap=100)
+    output = {
+        "CLs_obs": result.cls_obs,
+        "CLs_exp": result.cls_exp.tolist(),
+        "CLs_obs_error": float(errors[0]),
+        "CLs_exp_error": errors[1:].tolist(),
+        "calctype": "toybased",
+        "ntoys": result.ntoys,
+        "n_failed": result.n_failed,
+        "seed": distributions.seed,
+    }
+    click.echo(json.dumps(output))
+
+
+def _toy_cls(
+    model,
+    mu,
+    test_stat,
+    inputs,
+    ntoys,
+    seed,
+    toy_batch_size,
+    first_toy,
+    max_failed_fraction,
+    toys_output,
+):
+    from hfpipe.infer.toys import toy_distributions
+
+    distributions = toy_distributions(
+        model.structure,
+        model.numbers,
+        mu,
+        ntoys=ntoys,
+        seed=seed,
+        first_toy=first_toy,
+        test_stat=test_stat,
+        batch_size=toy_batch_size,
+    )
+    if toys_output:
+        from hfpipe.results.toys import write_toys
+
+        write_toys(distributions, toys_output, {"hfpipe_version": _version(), **inputs})
+    _echo_toy_cls(distributions, max_failed_fraction)
+
+
+def _version() -> str:
+    from hfpipe import __version__
+
+    return __version__
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hfpipe")
 def main() -> None:
@@ -108,6 +192,7 @@ def main() -> None:
     "--test-stat", type=click.Choice(["qtilde", "q", "q0"]), default="qtilde", show_default=True
 )
 @click.option("--poi-value", type=float, default=1.0, show_default=True)
+@_toy_options
 @_one_line_errors
 def cls(
     workspace,
@@ -119,8 +204,9 @@ def cls(
     histosys_code,
     test_stat,
     poi_value,
+    **toy_settings,
 ):
-    """Asymptotic CLs of WORKSPACE at --poi-value (JSON on stdout, pyhf's keys).
+    """CLs of WORKSPACE at --poi-value (JSON on stdout, pyhf's keys), asymptotic or toy-based.
 
     CLs_exp lists the expected CLs at -2σ, -1σ, median, +1σ, +2σ. For q0 the values are
     the discovery p-values.
@@ -128,6 +214,11 @@ def cls(
     from hfpipe.infer import hypotest_batch
 
     model = _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code)
+    if toy_settings.pop("calctype") == "toybased":
+        inputs = {"workspace": {"path": workspace, "sha256": _sha256(workspace)}}
+        inputs |= {"patches": list(patches), "patchset": patchset, "point": point}
+        _toy_cls(model, poi_value, test_stat, inputs, **toy_settings)
+        return
     result = hypotest_batch(model.structure, model.numbers, poi_value, test_stat=test_stat)
     if not result.converged[0]:
         _warn_unconverged(result.message[0])
@@ -208,6 +299,15 @@ def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys
 @click.option(
     "--histosys-code", type=click.Choice(HISTOSYS_CODES), default="code4p", show_default=True
 )
+@click.option(
+    "--calctype",
+    type=click.Choice(["asymptotics", "toybased"]),
+    default="asymptotics",
+    show_default=True,
+)
+@click.option("--ntoys", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys.")
+@click.option("--toy-batch-size", type=click.IntRange(1), default=1000, show_default=True)
 @_one_line_errors
 def scan(
     background,
@@ -223,6 +323,10 @@ def scan(
     measurement,
     normsys_code,
     histosys_code,
+    calctype,
+    ntoys,
+    seed,
+    toy_batch_size,
 ):
     """CLs (and upper limits) for every point of PATCHSET on BACKGROUND → Parquet."""
     from hfpipe import __version__
@@ -239,6 +343,10 @@ def scan(
         normsys_code=normsys_code,
         histosys_code=histosys_code,
         measurement=measurement,
+        calctype=calctype,
+        ntoys=ntoys,
+        seed=seed,
+        toy_batch_size=toy_batch_size,
         **overrides,
     )
     chosen = [p.strip() for p in points.split(",")] if points else None
@@ -256,6 +364,17 @@ def scan(
     for _, row in bad.iterrows():
         click.echo(f"hfpipe: warning: {row['point']}: {row['status']}: {row['message']}", err=True)
     click.echo(f"{len(frame)} points, {len(bad)} not ok → {output}", err=True)
+
+
+@main.command("merge-toys")
+@click.argument("chunks", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--max-failed-fraction", type=float, default=0.01, show_default=True)
+@_one_line_errors
+def merge_toys(chunks, max_failed_fraction):
+    """Toy-based CLs (JSON) from toy chunk files of one run (hfpipe cls --toys-output)."""
+    from hfpipe.results.toys import read_toys
+
+    _echo_toy_cls(read_toys(chunks), max_failed_fraction)
 
 
 def _sha256(path: str) -> str:
