@@ -1,0 +1,97 @@
+"""Toy fits per second on ATLAS 3L-eRJR ERJR_200p0_100p0 (q~mu, mu = 1): hfpipe's
+batched toys against pyhf 0.7.6's ToyCalculator, measured in the same run.
+
+A toy costs two fits (free and POI fixed) in both; "toy fits/s" counts fits. hfpipe is
+timed warm (compilation done by a first, untimed run of the same batch shape) over
+``--ntoys`` toys per hypothesis, in batches of ``--batch-size``. pyhf (numpy + scipy,
+its default) runs ``--pyhf-ntoys`` toys per hypothesis; its SLSQP stalls at the start
+on this model unless the one shapesys gamma with τ ≈ 1.9e11 is fixed, so it is fixed
+for pyhf (as in tests/data/pyhf_toys_3l.py). Prints fits/s for both and the ratio.
+
+    python benchmarks/toys_vs_pyhf.py [../shared/data] [--ntoys 2000] [--batch-size 1000]
+        [--pyhf-ntoys 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+POINT = "ERJR_200p0_100p0"
+STIFF = "shape_mcstat_diboson3LISR_CRISR_obs_cuts"
+
+
+def _hfpipe(folder: Path, ntoys: int, batch_size: int) -> float:
+    from hfpipe import spec
+    from hfpipe.infer.toys import toy_distributions
+    from hfpipe.model import compile_model
+
+    workspace = spec.load_workspace(folder / "BkgOnly.json")
+    patchset = spec.load_patchset(folder / "patchset.json")
+    model = compile_model(workspace, patches=[patchset[POINT]])
+
+    def run(n, seed):
+        return toy_distributions(
+            model.structure, model.numbers, 1.0, ntoys=n, seed=seed, batch_size=batch_size
+        )
+
+    run(min(ntoys, batch_size), seed=1)  # compilation
+    start = time.perf_counter()
+    toys = run(ntoys, seed=0)
+    seconds = time.perf_counter() - start
+    fits = 4 * ntoys  # two hypotheses, two fits a toy
+    result = toys.cls()
+    print(
+        f"hfpipe: {ntoys} toys/hypothesis in {seconds:.1f} s: {fits / seconds:.1f} toy fits/s "
+        f"(CLs_obs {result.cls_obs:.4f}, n_failed {result.n_failed})"
+    )
+    return fits / seconds
+
+
+def _pyhf(folder: Path, ntoys: int) -> float:
+    import numpy as np
+    import pyhf
+
+    warnings.simplefilter("ignore")
+    pyhf.set_backend("numpy")
+    workspace = pyhf.Workspace(json.loads((folder / "BkgOnly.json").read_text()))
+    patchset = pyhf.PatchSet(json.loads((folder / "patchset.json").read_text()))
+    patched = pyhf.Workspace(patchset.apply(workspace, POINT))
+    model = patched.model()
+    fixed = model.config.suggested_fixed()
+    for i, name in enumerate(model.config.par_names):
+        fixed[i] = fixed[i] or name.startswith(STIFF)
+    calculator = pyhf.infer.calculators.ToyCalculator(
+        patched.data(model), model, fixed_params=fixed, ntoys=ntoys, track_progress=False
+    )
+    np.random.seed(0)
+    start = time.perf_counter()
+    calculator.distributions(1.0)
+    seconds = time.perf_counter() - start
+    fits = 4 * ntoys
+    print(
+        f"pyhf numpy+scipy: {ntoys} toys/hypothesis in {seconds:.1f} s: {fits / seconds:.3f} toy fits/s"
+    )
+    return fits / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "data", nargs="?", type=Path, default=Path(__file__).parents[2] / "shared" / "data"
+    )
+    parser.add_argument("--ntoys", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--pyhf-ntoys", type=int, default=2)
+    args = parser.parse_args()
+    folder = args.data / "atlas-3l-erjr"
+    ours = _hfpipe(folder, args.ntoys, args.batch_size)
+    theirs = _pyhf(folder, args.pyhf_ntoys)
+    print(f"ratio hfpipe/pyhf: {ours / theirs:.0f}")
+
+
+if __name__ == "__main__":
+    main()
