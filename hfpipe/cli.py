@@ -367,7 +367,7 @@ def scan(
 
 
 @main.command("merge-toys")
-@click.argument("chunks", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("chunks", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--max-failed-fraction", type=float, default=0.01, show_default=True)
 @_one_line_errors
 def merge_toys(chunks, max_failed_fraction):

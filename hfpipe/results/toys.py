@@ -56,7 +56,7 @@ def _read_one(path) -> ToyDistributions:
         frame, provenance = read_table(path)
         run = provenance["toys"]
     except (OSError, KeyError, ValueError) as error:
-        raise InputError(f"not an hfpipe toy chunk ({error!r})", file=str(path)) from None
+        raise InputError(f"not an hfpipe toy chunk ({error!r})", file=str(path), path="") from None
     return ToyDistributions(
         mu=float(run["mu"]),
         test_stat=run["test_stat"],
