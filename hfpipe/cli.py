@@ -6,8 +6,6 @@ Bad input ends in one line on stderr (file, JSON path, problem) and exit code 2;
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import sys
 from collections import Counter
@@ -15,26 +13,16 @@ from collections import Counter
 import click
 import numpy as np
 
+from hfpipe.commands import one_line_errors as _one_line_errors
+from hfpipe.commands.campaign import campaign
+from hfpipe.commands.contour import brazil, contour
+from hfpipe.commands.convert import convert
+from hfpipe.commands.toys import merge_toys, toy_cls, toy_options
+from hfpipe.commands.workflow import merge, prepare
 from hfpipe.errors import HfpipeError
 from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
 
 __all__ = ["main"]
-
-
-def _one_line_errors(command):
-    """Turn hfpipe's errors into one line on stderr and a non-zero exit."""
-
-    @functools.wraps(command)
-    def wrapper(*args, debug: bool = False, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except HfpipeError as error:
-            if debug:
-                raise
-            click.echo(f"hfpipe: error: {error}".replace("\n", " "), err=True)
-            sys.exit(2)
-
-    return click.option("--debug", is_flag=True, help="Show tracebacks.")(wrapper)
 
 
 def _model_options(command):
@@ -96,90 +84,6 @@ def _warn_unconverged(message: str) -> None:
     click.echo(f"hfpipe: warning: {message}", err=True)
 
 
-def _toy_options(command):
-    options = [
-        click.option(
-            "--calctype",
-            type=click.Choice(["asymptotics", "toybased"]),
-            default="asymptotics",
-            show_default=True,
-        ),
-        click.option("--ntoys", type=click.IntRange(1), default=2000, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys."),
-        click.option("--toy-batch-size", type=click.IntRange(1), default=1000, show_default=True),
-        click.option(
-            "--first-toy",
-            type=click.IntRange(0),
-            default=0,
-            show_default=True,
-            help="Index of the first toy (chunk k of n toys: k·n).",
-        ),
-        click.option("--max-failed-fraction", type=float, default=0.01, show_default=True),
-        click.option(
-            "--toys-output",
-            type=click.Path(dir_okay=False),
-            help="Save the toys' test statistics to this Parquet file (merge-toys merges them).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _echo_toy_cls(distributions, max_failed_fraction: float) -> None:
-    """Print toy-based CLs as JSON, with bootstrap statistical errors."""
-    result = distributions.cls(max_failed_fraction=max_failed_fraction)
-    errors = distributions.standard_errors(n_bootstrap=100)
-    output = {
-        "CLs_obs": result.cls_obs,
-        "CLs_exp": result.cls_exp.tolist(),
-        "CLs_obs_error": float(errors[0]),
-        "CLs_exp_error": errors[1:].tolist(),
-        "calctype": "toybased",
-        "ntoys": result.ntoys,
-        "n_failed": result.n_failed,
-        "seed": distributions.seed,
-    }
-    click.echo(json.dumps(output))
-
-
-def _toy_cls(
-    model,
-    mu,
-    test_stat,
-    inputs,
-    ntoys,
-    seed,
-    toy_batch_size,
-    first_toy,
-    max_failed_fraction,
-    toys_output,
-):
-    from hfpipe.infer.toys import toy_distributions
-
-    distributions = toy_distributions(
-        model.structure,
-        model.numbers,
-        mu,
-        ntoys=ntoys,
-        seed=seed,
-        first_toy=first_toy,
-        test_stat=test_stat,
-        batch_size=toy_batch_size,
-    )
-    if toys_output:
-        from hfpipe.results.toys import write_toys
-
-        write_toys(distributions, toys_output, {"hfpipe_version": _version(), **inputs})
-    _echo_toy_cls(distributions, max_failed_fraction)
-
-
-def _version() -> str:
-    from hfpipe import __version__
-
-    return __version__
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hfpipe")
 def main() -> None:
@@ -192,7 +96,7 @@ def main() -> None:
     "--test-stat", type=click.Choice(["qtilde", "q", "q0"]), default="qtilde", show_default=True
 )
 @click.option("--poi-value", type=float, default=1.0, show_default=True)
-@_toy_options
+@toy_options
 @_one_line_errors
 def cls(
     workspace,
@@ -215,9 +119,8 @@ def cls(
 
     model = _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code)
     if toy_settings.pop("calctype") == "toybased":
-        inputs = {"workspace": {"path": workspace, "sha256": _sha256(workspace)}}
-        inputs |= {"patches": list(patches), "patchset": patchset, "point": point}
-        _toy_cls(model, poi_value, test_stat, inputs, **toy_settings)
+        inputs = {"workspace": workspace, "patches": list(patches), "patchset": patchset}
+        toy_cls(model, poi_value, test_stat, inputs | {"point": point}, **toy_settings)
         return
     result = hypotest_batch(model.structure, model.numbers, poi_value, test_stat=test_stat)
     if not result.converged[0]:
@@ -329,10 +232,10 @@ def scan(
     toy_batch_size,
 ):
     """CLs (and upper limits) for every point of PATCHSET on BACKGROUND → Parquet."""
-    from hfpipe import __version__
     from hfpipe.results import write_table
     from hfpipe.scan import ScanSettings
     from hfpipe.scan import scan as run_scan
+    from hfpipe.scan.provenance import scan_provenance
 
     overrides = {"batch_size": batch_size} if batch_size else {}
     settings = ScanSettings(
@@ -353,35 +256,12 @@ def scan(
     frame = run_scan(
         background, patchset, points=chosen, analysis=analysis, settings=settings, progress=True
     )
-    provenance = {
-        "hfpipe_version": __version__,
-        "workspace": {"path": background, "sha256": _sha256(background)},
-        "patchset": {"path": patchset, "sha256": _sha256(patchset)},
-        "settings": dataclasses.asdict(settings),
-    }
+    provenance = scan_provenance(background, patchset, settings, chosen)
     write_table(frame, output, provenance)
     bad = frame[frame["status"] != "ok"]
     for _, row in bad.iterrows():
         click.echo(f"hfpipe: warning: {row['point']}: {row['status']}: {row['message']}", err=True)
     click.echo(f"{len(frame)} points, {len(bad)} not ok → {output}", err=True)
-
-
-@main.command("merge-toys")
-@click.argument("chunks", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--max-failed-fraction", type=float, default=0.01, show_default=True)
-@_one_line_errors
-def merge_toys(chunks, max_failed_fraction):
-    """Toy-based CLs (JSON) from toy chunk files of one run (hfpipe cls --toys-output)."""
-    from hfpipe.results.toys import read_toys
-
-    _echo_toy_cls(read_toys(chunks), max_failed_fraction)
-
-
-def _sha256(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 @main.command()
@@ -418,6 +298,14 @@ def inspect(workspace):
     lines.append(f"observed events: {observed:g}")
     click.echo("\n".join(lines))
 
+
+main.add_command(contour)
+main.add_command(brazil)
+main.add_command(convert)
+main.add_command(prepare)
+main.add_command(merge)
+main.add_command(campaign)
+main.add_command(merge_toys)
 
 if __name__ == "__main__":
     main()

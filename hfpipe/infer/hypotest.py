@@ -123,14 +123,18 @@ def hypotest_batch(
         options=options,
     )
     free, fixed_fit, generation = (_slice(observed, k * n, (k + 1) * n) for k in range(3))
-    asimov = _asimov_data(structure.layout)(numbers, jnp.asarray(generation.pars))
-    # the Asimov fits are padded to the batch shape of the observed ones (the free fit
-    # twice) so both calls share one compiled function
+    generated = jnp.asarray(generation.pars)
+    asimov = _asimov_data(structure.layout)(numbers, generated)
+    # The Asimov data set's free fit has its minimum at the parameters that generated
+    # it, and its fixed-POI fit lies close: both start there. They are padded to the
+    # batch shape of the observed fits (the free fit twice), so both calls share one
+    # compiled function.
+    warm_init, _ = _with_poi(generated, fixed, poi, tested)
     on_asimov = fit_batch(
         structure,
         _stack(numbers, numbers, numbers),
         jnp.concatenate([asimov, asimov, asimov]),
-        init=jnp.concatenate([init, fixed_init, init]),
+        init=jnp.concatenate([generated, warm_init, generated]),
         fixed=jnp.concatenate([fixed, fixed_fixed, fixed]),
         options=options,
     )

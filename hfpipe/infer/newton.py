@@ -9,13 +9,16 @@ Each iteration:
 
 1. holds the parameters that are fixed, or at a bound with the gradient pushing
    outward (projected Newton);
-2. solves ``(H + λ diag|H|) d = -g`` on the others with the exact Hessian, λ raised
-   from 0 only as far as needed for a positive-definite matrix (non-convex regions:
-   one-sided normsys variations make -log L locally concave), the Gauss–Newton matrix
-   as the last resort;
+2. solves ``(H + λ diag|H|) d = -g`` on the others with the exact Hessian, or with
+   the Gauss–Newton matrix where that is not positive definite (non-convex regions:
+   one-sided normsys variations make -log L locally concave);
 3. backtracks along the projected path ``clip(x + t d)`` until the Armijo condition
    holds, costing one likelihood value per trial;
-4. evaluates value, gradient and curvature at the new point.
+4. evaluates value, gradient and curvature at the new point, and adapts each fit's
+   Marquardt damping λ (Levenberg–Marquardt): it shrinks tenfold after a full Newton
+   step and grows tenfold when the step had to be shortened or the Hessian was
+   indefinite. Easy fits thus take pure Newton steps; hard ones become more cautious
+   on their own, without a data-dependent inner loop.
 
 Convergence is judged here, not taken on trust: the estimated distance to the minimum
 ``EDM = ½ gᵀ H⁻¹ g`` over the free parameters must fall below ``edm_tolerance`` with a
@@ -51,6 +54,7 @@ class _State(NamedTuple):
     iteration: jax.Array
     edm: jax.Array
     stuck: jax.Array  # the last line search found no decrease
+    damping: jax.Array  # Marquardt λ for the next step
 
 
 def _held(x, g, lower, upper, fixed):
@@ -73,9 +77,8 @@ def _edm(g, h):
     return jnp.where(jnp.all(jnp.isfinite(chol)), 0.5 * jnp.sum(y**2), jnp.inf)
 
 
-#: Marquardt damping levels tried at once (no data-dependent inner loop: nested
-#: while loops under vmap wedged XLA's CPU runtime here).
-_DAMPING = (0.0, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+#: Bounds of the adaptive Marquardt damping λ (below the floor it is switched off).
+_DAMPING_FLOOR, _DAMPING_CEILING = 1e-4, 1e4
 
 
 def bounded_edm(x, g, h, lower, upper, fixed):
@@ -84,17 +87,21 @@ def bounded_edm(x, g, h, lower, upper, fixed):
     return _edm(*_reduced(g, h, _held(x, g, lower, upper, fixed)))
 
 
-def _newton_direction(g, h, gauss_newton):
-    """Newton direction from the exact Hessian with the least Marquardt damping
-    (``H + λ diag|H|``) that makes it positive definite; the Gauss–Newton matrix
-    takes over where even the strongest damping does not."""
-    scale = jnp.diag(jnp.abs(jnp.diag(h)))
-    damped = jnp.stack([h + lam * scale for lam in _DAMPING] + [gauss_newton])
-    factors = jnp.linalg.cholesky(damped)
-    usable = jnp.all(jnp.isfinite(factors), axis=(1, 2))
-    chol = factors[jnp.argmax(usable)]  # the first usable one
+def _marquardt(matrix, damping):
+    """``M + λ diag|M|``: scale-invariant damping towards a diagonal step."""
+    return matrix + damping * jnp.diag(jnp.abs(jnp.diag(matrix)))
+
+
+def _newton_direction(g, h, gauss_newton, damping):
+    """Direction from ``(H + λ diag|H|) d = -g``, and whether that matrix was positive
+    definite; where it is not, the damped Gauss–Newton matrix stands in."""
+    factors = jnp.linalg.cholesky(
+        jnp.stack([_marquardt(h, damping), _marquardt(gauss_newton, damping)])
+    )
+    newton_ok = jnp.all(jnp.isfinite(factors[0]))
+    chol = jnp.where(newton_ok, factors[0], factors[1])
     direction = jax.scipy.linalg.cho_solve((chol, True), -g)
-    return jnp.where(jnp.isfinite(direction), direction, -g)
+    return jnp.where(jnp.isfinite(direction), direction, -g), newton_ok
 
 
 def newton_minimize(
@@ -123,7 +130,9 @@ def newton_minimize(
 
     x0 = jnp.clip(x0, lower, upper)
     first = evaluate(x0)
-    state = _State(x0, first, jnp.asarray(0), edm_at(x0, first), jnp.asarray(False))
+    state = _State(
+        x0, first, jnp.asarray(0), edm_at(x0, first), jnp.asarray(False), jnp.asarray(0.0)
+    )
 
     def keep_going(s: _State):
         return (s.iteration < max_iterations) & ~(s.edm < edm_tolerance) & ~s.stuck
@@ -132,9 +141,10 @@ def newton_minimize(
         f, g, h, gn = s.derivatives
         held = _held(s.x, g, lower, upper, fixed)
         g_held, h_held = _reduced(g, h, held)
-        direction = jnp.where(
-            held, 0.0, _newton_direction(g_held, h_held, _reduced(g, gn, held)[1])
+        direction, newton_ok = _newton_direction(
+            g_held, h_held, _reduced(g, gn, held)[1], s.damping
         )
+        direction = jnp.where(held, 0.0, direction)
 
         def trial(t):
             return jnp.clip(s.x + t * direction, lower, upper)
@@ -156,7 +166,13 @@ def newton_minimize(
         stuck = halvings >= max_halvings
         x = jnp.where(stuck, s.x, trial(t))
         derivatives = evaluate(x)
-        return _State(x, derivatives, s.iteration + 1, edm_at(x, derivatives), stuck)
+        full_step = newton_ok & (halvings == 0)
+        damping = jnp.where(
+            full_step,
+            jnp.where(s.damping > _DAMPING_FLOOR, s.damping / 10, 0.0),
+            jnp.clip(s.damping * 10, _DAMPING_FLOOR, _DAMPING_CEILING),
+        )
+        return _State(x, derivatives, s.iteration + 1, edm_at(x, derivatives), stuck, damping)
 
     final = jax.lax.while_loop(keep_going, step, state)
     return MinimizeResult(

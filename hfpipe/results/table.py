@@ -10,31 +10,26 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hfpipe.results.atomic import atomic_path
+
 __all__ = ["read_table", "write_table"]
+
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict) -> Path:
     """Write ``frame`` to Parquet at ``path`` atomically, with ``provenance`` metadata."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     metadata = dict(table.schema.metadata or {})
     metadata[b"hfpipe"] = json.dumps(provenance, sort_keys=True, default=str).encode()
     table = table.replace_schema_metadata(metadata)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         pq.write_table(table, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

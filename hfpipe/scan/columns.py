@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["EXPECTED_COLUMNS", "LIMIT_COLUMNS", "column_order"]
+__all__ = ["EXPECTED_COLUMNS", "LIMIT_COLUMNS", "column_order", "label_columns"]
 
 EXPECTED_COLUMNS = ["cls_exp_m2", "cls_exp_m1", "cls_exp", "cls_exp_p1", "cls_exp_p2"]
 LIMIT_COLUMNS = [
@@ -35,3 +35,9 @@ def column_order(labels: list[str], columns) -> list[str]:
     """analysis, point, the patchset's labels, then the result columns present."""
     wanted = [*_LEADING, *labels, *_TRAILING]
     return [c for c in wanted if c in columns] + [c for c in columns if c not in wanted]
+
+
+def label_columns(columns) -> list[str]:
+    """The patchset-label columns of a scan table: those between ``point`` and the results."""
+    known = {*_LEADING, *_TRAILING}
+    return [c for c in columns if c not in known]

@@ -4,6 +4,7 @@ Everything here raises :mod:`hfpipe.errors` exceptions whose text is one line,
 ``file: json.path: problem``, so the command line can show it instead of a traceback.
 """
 
+from .hs3 import from_hs3, to_hs3
 from .io import load_json
 from .measurements import SpecWarning, measurement_config
 from .patches import apply_patches, load_patch
@@ -15,11 +16,13 @@ __all__ = [
     "PatchSet",
     "SpecWarning",
     "apply_patches",
+    "from_hs3",
     "load_json",
     "load_patch",
     "load_patchset",
     "load_workspace",
     "measurement_config",
+    "to_hs3",
     "validate_workspace",
     "verify_patchset",
     "workspace_digest",

@@ -124,8 +124,9 @@ def apply_patches(
             applied_name = f"{file} {where.rstrip('.')}".strip()
             prefix = ["patches", k, "patch"] if where else ["patch"]
             check_schema(ops, "jsonpatch.json", file=file, error=InvalidPatch, prefix=prefix)
-        # copy: jsonpatch inserts the op's value itself, which would alias the patch
-        doc = _apply_one(doc, copy.deepcopy(ops), file, where)
+        # jsonpatch inserts an op's value itself, so the result shares it with the patch;
+        # both are read-only, and later ops copy containers on their path before writing
+        doc = _apply_one(doc, ops, file, where)
         applied.append(applied_name)
     if validate:
         try:
