@@ -74,8 +74,8 @@ __all__ = [
 TOY_TEST_STATISTICS = ("qtilde", "q", "q0")
 #: Hypotheses in key order: toys of ``HYPOTHESES[h]`` use ``fold_in(key(seed), h)``.
 HYPOTHESES = ("signal", "background")
-#: Toys per compiled fit call (each toy is two fits). Measured on ATLAS 3L-eRJR on 2
-#: cores: larger batches bring no further speed-up and cost memory.
+#: Toys per compiled fit call (each toy is two fits, so 2000 rows). Memory grows with
+#: it (rows × parameters² for the Hessians); not yet tuned by measurement.
 DEFAULT_TOY_BATCH_SIZE = 1000
 #: Percentiles of the expected band, pyhf's numbers: Φ(-2), Φ(-1), 0.5, Φ(1), Φ(2).
 _BAND_PERCENTILES = 100.0 * ndtr(-EXPECTED_SIGMAS)
