@@ -5,5 +5,6 @@ setting; see ``hfpipe._jax``.
 """
 
 from hfpipe import _jax  # noqa: F401
+from hfpipe.infer.toys import toys as toys  # the public API: hfpipe.toys(...)
 
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ from hfpipe.commands import one_line_errors as _one_line_errors
 from hfpipe.commands.campaign import campaign
 from hfpipe.commands.contour import brazil, contour
 from hfpipe.commands.convert import convert
+from hfpipe.commands.toys import merge_toys, toy_cls, toy_options
 from hfpipe.commands.workflow import merge, prepare
 from hfpipe.errors import HfpipeError
 from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
@@ -95,6 +96,7 @@ def main() -> None:
     "--test-stat", type=click.Choice(["qtilde", "q", "q0"]), default="qtilde", show_default=True
 )
 @click.option("--poi-value", type=float, default=1.0, show_default=True)
+@toy_options
 @_one_line_errors
 def cls(
     workspace,
@@ -106,8 +108,9 @@ def cls(
     histosys_code,
     test_stat,
     poi_value,
+    **toy_settings,
 ):
-    """Asymptotic CLs of WORKSPACE at --poi-value (JSON on stdout, pyhf's keys).
+    """CLs of WORKSPACE at --poi-value (JSON on stdout, pyhf's keys), asymptotic or toy-based.
 
     CLs_exp lists the expected CLs at -2σ, -1σ, median, +1σ, +2σ. For q0 the values are
     the discovery p-values.
@@ -115,6 +118,10 @@ def cls(
     from hfpipe.infer import hypotest_batch
 
     model = _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code)
+    if toy_settings.pop("calctype") == "toybased":
+        inputs = {"workspace": workspace, "patches": list(patches), "patchset": patchset}
+        toy_cls(model, poi_value, test_stat, inputs | {"point": point}, **toy_settings)
+        return
     result = hypotest_batch(model.structure, model.numbers, poi_value, test_stat=test_stat)
     if not result.converged[0]:
         _warn_unconverged(result.message[0])
@@ -212,6 +219,15 @@ def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys
     show_default=True,
     help="Skip points that an earlier run with the same output, inputs and settings finished.",
 )
+@click.option(
+    "--calctype",
+    type=click.Choice(["asymptotics", "toybased"]),
+    default="asymptotics",
+    show_default=True,
+)
+@click.option("--ntoys", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys.")
+@click.option("--toy-batch-size", type=click.IntRange(1), default=1000, show_default=True)
 @_one_line_errors
 def scan(
     background,
@@ -231,6 +247,10 @@ def scan(
     cluster_config,
     workers,
     resume,
+    calctype,
+    ntoys,
+    seed,
+    toy_batch_size,
 ):
     """CLs (and upper limits) for every point of PATCHSET on BACKGROUND → Parquet.
 
@@ -250,6 +270,10 @@ def scan(
         normsys_code=normsys_code,
         histosys_code=histosys_code,
         measurement=measurement,
+        calctype=calctype,
+        ntoys=ntoys,
+        seed=seed,
+        toy_batch_size=toy_batch_size,
         **overrides,
     )
     chosen = [p.strip() for p in points.split(",")] if points else None
@@ -316,6 +340,7 @@ main.add_command(convert)
 main.add_command(prepare)
 main.add_command(merge)
 main.add_command(campaign)
+main.add_command(merge_toys)
 
 if __name__ == "__main__":
     main()

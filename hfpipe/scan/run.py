@@ -26,6 +26,7 @@ from hfpipe import spec
 from hfpipe.errors import HfpipeError, InvalidPatch
 from hfpipe.infer import FitOptions, hypotest_batch
 from hfpipe.infer.limits import upper_limits_batch
+from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, ToyFitsFailed, toy_distributions
 from hfpipe.model import compile_workspace
 from hfpipe.scan.columns import EXPECTED_COLUMNS, LIMIT_COLUMNS, column_order
 from hfpipe.scan.union import UnionBatch, unify
@@ -61,6 +62,17 @@ class ScanSettings:
     histosys_code: str = "code4p"
     measurement: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
+    calctype: str = "asymptotics"  # or "toybased"
+    ntoys: int = 1000  # toys per hypothesis and point (toybased)
+    seed: int = 0  # the toys of every point use this seed (toybased)
+    toy_batch_size: int = DEFAULT_TOY_BATCH_SIZE
+    max_failed_fraction: float = 0.01  # of toy fits, above which a point fails
+
+    def __post_init__(self):
+        if self.calctype not in ("asymptotics", "toybased"):
+            raise HfpipeError(f"calctype must be asymptotics or toybased, not {self.calctype!r}")
+        if self.calctype == "toybased" and self.upper_limits:
+            raise HfpipeError("upper limits are computed with asymptotics only, not toys")
 
 
 def _device() -> str:
@@ -76,6 +88,8 @@ def _pad_rows(batch: UnionBatch, rows: Sequence[int], size: int):
 
 def run_batch(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings) -> list[dict]:
     """Hypothesis tests (and limits) for ``rows`` of a union batch; one dict per row."""
+    if settings.calctype == "toybased":
+        return [_run_toys(batch, row, settings) for row in rows]
     start = time.perf_counter()
     numbers = _pad_rows(batch, rows, settings.batch_size)
     result = hypotest_batch(
@@ -106,6 +120,36 @@ def run_batch(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings) ->
                 record["message"] = "; ".join(filter(None, [record["message"], limits.message[k]]))
         out.append(record)
     return out
+
+
+def _run_toys(batch: UnionBatch, row: int, settings: ScanSettings) -> dict:
+    """Toy-based CLs of one point of a union batch (toys are the batch axis here)."""
+    start = time.perf_counter()
+    numbers = jax.tree.map(lambda a: np.asarray(a)[row], batch.numbers)
+    try:
+        toys = toy_distributions(
+            batch.structure,
+            numbers,
+            settings.mu,
+            ntoys=settings.ntoys,
+            seed=settings.seed,
+            test_stat=settings.test_stat,
+            batch_size=settings.toy_batch_size,
+        )
+        result = toys.cls(max_failed_fraction=settings.max_failed_fraction)
+    except ToyFitsFailed as error:
+        return {"status": "failed", "message": str(error), "seconds": time.perf_counter() - start}
+    return {
+        "mu": settings.mu,
+        "cls_obs": result.cls_obs,
+        **dict(zip(EXPECTED_COLUMNS, map(float, result.cls_exp), strict=True)),
+        "mu_hat": toys.mu_hat,
+        "twice_nll": toys.twice_nll - batch.padding_twice_nll[row],
+        "status": "ok",
+        "message": f"{result.n_failed} toy fits failed" if result.n_failed else "",
+        "n_failed": result.n_failed,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def _load(workspace, patchset):
@@ -160,6 +204,10 @@ def scan(
     ``reuse``: rows already computed, by point name; those points are returned as given,
     not recomputed. ``on_batch``: called with the rows of every batch as it finishes
     (incremental output, :func:`hfpipe.results.parts.scan_to_parquet`).
+
+    ``calctype="toybased"`` (with ``ntoys``, ``seed``, ``toy_batch_size``,
+    ``max_failed_fraction``) computes toy-based CLs point by point, each point's toys
+    in batched fits, and adds a column ``n_failed`` (failed toy fits).
     """
     settings = resolve_settings(settings, overrides)
     ws, ps = _load(workspace, patchset)
@@ -255,9 +303,9 @@ def _base_record(analysis: str, patch, labels, settings: ScanSettings) -> dict:
         "point": patch.name,
         **{label: _label_value(v) for label, v in zip(labels, patch.values, strict=True)},
         "mu": settings.mu,
-        "calctype": "asymptotics",
+        "calctype": settings.calctype,
         "test_stat": settings.test_stat,
-        "ntoys": 0,
+        "ntoys": settings.ntoys if settings.calctype == "toybased" else 0,
     }
 
 

@@ -1,0 +1,117 @@
+"""Toy-based CLs on the command line: the options of ``hfpipe cls --calctype toybased``
+and ``hfpipe merge-toys``, which turns toy chunk files of one run into CLs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from hfpipe.commands import one_line_errors
+
+__all__ = ["merge_toys", "toy_cls", "toy_options"]
+
+
+def toy_options(command):
+    """``--calctype``, ``--ntoys``, ``--seed`` … for a command that computes CLs."""
+    options = [
+        click.option(
+            "--calctype",
+            type=click.Choice(["asymptotics", "toybased"]),
+            default="asymptotics",
+            show_default=True,
+        ),
+        click.option("--ntoys", type=click.IntRange(1), default=2000, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys."),
+        click.option("--toy-batch-size", type=click.IntRange(1), default=1000, show_default=True),
+        click.option(
+            "--first-toy",
+            type=click.IntRange(0),
+            default=0,
+            show_default=True,
+            help="Index of the first toy (chunk k of n toys: k·n).",
+        ),
+        click.option("--max-failed-fraction", type=float, default=0.01, show_default=True),
+        click.option(
+            "--toys-output",
+            type=click.Path(dir_okay=False),
+            help="Save the toys' test statistics to this Parquet file (merge-toys merges them).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _echo_cls(distributions, max_failed_fraction: float) -> None:
+    """Print toy-based CLs as JSON (pyhf's keys), with bootstrap statistical errors."""
+    result = distributions.cls(max_failed_fraction=max_failed_fraction)
+    errors = distributions.standard_errors(n_bootstrap=100)
+    output = {
+        "CLs_obs": result.cls_obs,
+        "CLs_exp": result.cls_exp.tolist(),
+        "CLs_obs_error": float(errors[0]),
+        "CLs_exp_error": errors[1:].tolist(),
+        "calctype": "toybased",
+        "ntoys": result.ntoys,
+        "n_failed": result.n_failed,
+        "seed": distributions.seed,
+    }
+    click.echo(json.dumps(output))
+
+
+def toy_cls(
+    model,
+    mu: float,
+    test_stat: str,
+    inputs: dict,
+    *,
+    ntoys: int,
+    seed: int,
+    toy_batch_size: int,
+    first_toy: int,
+    max_failed_fraction: float,
+    toys_output: str | None,
+) -> None:
+    """Toy-based CLs of a compiled model, printed as JSON; the toys saved if asked.
+
+    ``inputs`` (workspace path, patches, …) go into the chunk file's provenance, with
+    the workspace's sha256.
+    """
+    from hfpipe import __version__
+    from hfpipe.infer.toys import toy_distributions
+
+    distributions = toy_distributions(
+        model.structure,
+        model.numbers,
+        mu,
+        ntoys=ntoys,
+        seed=seed,
+        first_toy=first_toy,
+        test_stat=test_stat,
+        batch_size=toy_batch_size,
+    )
+    if toys_output:
+        from hfpipe.results.toys import write_toys
+        from hfpipe.spec.digests import file_sha256
+
+        workspace = os.fspath(inputs["workspace"])
+        provenance = {
+            "hfpipe_version": __version__,
+            **inputs,
+            "workspace": {"path": workspace, "sha256": file_sha256(workspace)},
+        }
+        write_toys(distributions, toys_output, provenance)
+    _echo_cls(distributions, max_failed_fraction)
+
+
+@click.command("merge-toys")
+@click.argument("chunks", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--max-failed-fraction", type=float, default=0.01, show_default=True)
+@one_line_errors
+def merge_toys(chunks, max_failed_fraction):
+    """Toy-based CLs (JSON) from toy chunk files of one run (hfpipe cls --toys-output)."""
+    from hfpipe.results.toys import read_toys
+
+    _echo_cls(read_toys(chunks), max_failed_fraction)

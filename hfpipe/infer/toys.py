@@ -1,0 +1,427 @@
+"""Toy-based hypothesis tests: batched pseudo-experiments, their distributions, CLs.
+
+The conventions are pyhf's ``ToyCalculator`` (``hypotest(calctype="toybased")``), to
+the letter:
+
+* **Generation.** The model is fitted to the observed data with the POI fixed at the
+  tested value ``mu`` (signal+background) and at 0 (background only; 1 for ``q0``).
+  Toys of each hypothesis are drawn from the model's pdf at those parameters: Poisson
+  main counts with the expected rates, Gaussian auxiliary data ``Normal(θ, σ)`` for
+  normsys, histosys, lumi and staterror constraints, Poisson auxiliary data
+  ``Poisson(τ·γ)`` for shapesys constraints.
+* **Test statistic.** Every toy gets the test statistic of the observed data (a fit
+  with the POI fixed at ``mu`` — 0 for ``q0`` — and a free fit), with the model's
+  bounds and fixed parameters.
+* **p-values.** ``CLs+b`` and ``CLb`` are the fractions of toys of each hypothesis
+  whose test statistic is ``>=`` the observed one; ``CLs = CLs+b / CLb`` (NaN for
+  0/0, as pyhf's numpy division). For ``q0`` the reported value is ``CLs+b``, the
+  p-value of the hypothesis ``mu`` (pyhf's convention).
+* **Expected band.** Every background-only toy's test statistic is taken as if
+  observed, giving one CLs (CLs+b for ``q0``) per toy; the band is that sample's
+  percentiles at Φ(-2), Φ(-1), 50%, Φ(1), Φ(2) (linear interpolation), lowest first:
+  −2σ, −1σ, median, +1σ, +2σ as in pyhf. With many background toys at q = 0 the +1σ
+  and +2σ values are exactly 1.
+
+**Reproducibility.** Toy ``i`` of hypothesis ``h`` for seed ``s`` is drawn with the key
+``fold_in(fold_in(key(s), h), i)``: it does not depend on how toys are chunked or on
+the machine, so chunk ``[k·n, (k+1)·n)`` computed anywhere is the same toys, and
+chunks merge (:func:`merge`) into the distribution of one run. Toys are fitted in
+batches of a fixed size (the last batch padded), so every call has one shape and one
+compilation, and a toy's fit does not depend on its neighbours.
+
+**Failed fits.** A toy whose free or fixed fit does not converge (after fit_batch's
+retries) is kept with ``converged = False`` and left out of the distributions;
+``n_failed`` counts them and :func:`cls_from_toys` raises :class:`ToyFitsFailed` only
+when their fraction exceeds ``max_failed_fraction``.
+
+Unlike pyhf, toy fits start from the generating parameters rather than the model's
+suggested init (they converge to the same minimum, checked by EDM, in fewer steps).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import ndtr
+
+from hfpipe.errors import HfpipeError
+from hfpipe.infer.asymptotics import EXPECTED_SIGMAS
+from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, FitResult, batched, fit_batch
+from hfpipe.infer.hypotest import test_statistic
+from hfpipe.model.likelihood import expected_aux, expected_main, prepare
+from hfpipe.model.structure import Layout, Numbers, Structure
+
+__all__ = [
+    "DEFAULT_TOY_BATCH_SIZE",
+    "HYPOTHESES",
+    "TOY_TEST_STATISTICS",
+    "ToyCLs",
+    "ToyDistributions",
+    "ToyFitsFailed",
+    "cls_from_toys",
+    "merge",
+    "sample_toys",
+    "standard_errors",
+    "toy_distributions",
+    "toys",
+]
+
+#: Test statistics pyhf's ToyCalculator supports.
+TOY_TEST_STATISTICS = ("qtilde", "q", "q0")
+#: Hypotheses in key order: toys of ``HYPOTHESES[h]`` use ``fold_in(key(seed), h)``.
+HYPOTHESES = ("signal", "background")
+#: Toys per compiled fit call (each toy is two fits, so 2000 rows). Memory grows with
+#: it (rows × parameters² for the Hessians); not yet tuned by measurement.
+DEFAULT_TOY_BATCH_SIZE = 1000
+#: Percentiles of the expected band, pyhf's numbers: Φ(-2), Φ(-1), 0.5, Φ(1), Φ(2).
+_BAND_PERCENTILES = 100.0 * ndtr(-EXPECTED_SIGMAS)
+
+
+class ToyFitsFailed(HfpipeError):
+    """More toy fits failed than the allowed fraction."""
+
+
+@dataclass(frozen=True)
+class ToyDistributions:
+    """Test statistics of toys of both hypotheses, with the observed value.
+
+    ``signal`` and ``background`` hold one test statistic per toy (NaN where a fit
+    failed); ``*_converged`` says which fits succeeded; ``toy_index`` numbers the toys
+    (the same for both hypotheses), which is what makes chunks mergeable.
+    """
+
+    mu: float  # tested POI value
+    test_stat: str
+    seed: int
+    q_obs: float  # test statistic of the observed data
+    mu_hat: float  # free fit to the observed data
+    twice_nll: float  # free fit to the observed data
+    toy_index: np.ndarray  # (n,) int
+    signal: np.ndarray  # (n,) test statistic of the signal+background toys
+    background: np.ndarray  # (n,) test statistic of the background-only toys
+    signal_converged: np.ndarray  # (n,) bool
+    background_converged: np.ndarray  # (n,) bool
+    signal_pars: np.ndarray  # (P,) generating parameters of the signal toys
+    background_pars: np.ndarray  # (P,) generating parameters of the background toys
+
+    @property
+    def ntoys(self) -> int:
+        return len(self.toy_index)
+
+    @property
+    def n_failed(self) -> int:
+        """Toys (of either hypothesis) whose fits failed."""
+        return int(np.sum(~self.signal_converged) + np.sum(~self.background_converged))
+
+    def cls(self, *, max_failed_fraction: float = 0.01) -> ToyCLs:
+        """Toy-based CLs of these toys; see :func:`cls_from_toys`."""
+        return cls_from_toys(self, max_failed_fraction=max_failed_fraction)
+
+    def standard_errors(self, *, n_bootstrap: int = 200, seed: int = 0) -> np.ndarray:
+        """Bootstrap errors of (CLs_obs, 5 expected values); see :func:`standard_errors`."""
+        return standard_errors(self, n_bootstrap=n_bootstrap, seed=seed)
+
+
+@dataclass(frozen=True)
+class ToyCLs:
+    """Toy-based CLs: observed values and the expected band (−2σ … +2σ)."""
+
+    cls_obs: float  # CLs (CLs+b for q0)
+    clsb_obs: float
+    clb_obs: float
+    cls_exp: np.ndarray  # (5,)
+    ntoys: int  # toys per hypothesis
+    n_failed: int
+
+
+# -- generation ---------------------------------------------------------------------
+
+
+def toy_keys(seed: int, hypothesis: int, first: int, n: int) -> jax.Array:
+    """Keys of toys ``first … first+n-1`` of one hypothesis (independent of chunking)."""
+    base = jax.random.fold_in(jax.random.key(seed), hypothesis)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(first, first + n))
+
+
+@functools.cache
+def _sampler(structure: Layout):
+    normal_aux = jnp.asarray(structure.normal_aux, dtype=int)
+    poisson_aux = jnp.asarray(structure.poisson_aux, dtype=int)
+
+    def one(numbers: Numbers, pars, key):
+        prepared = prepare(structure, numbers)
+        rate = expected_main(structure, prepared, pars)
+        aux_rate = expected_aux(structure, prepared, pars)
+        k_main, k_normal, k_poisson = jax.random.split(key, 3)
+        main = jax.random.poisson(k_main, rate).astype(pars.dtype)
+        normal = aux_rate[normal_aux] + numbers.normal_sigma * jax.random.normal(
+            k_normal, (len(structure.normal_aux),), pars.dtype
+        )
+        poisson = jax.random.poisson(k_poisson, aux_rate[poisson_aux]).astype(pars.dtype)
+        aux = jnp.zeros(structure.n_aux, pars.dtype).at[normal_aux].set(normal)
+        return jnp.concatenate([main, aux.at[poisson_aux].set(poisson)])
+
+    return jax.jit(jax.vmap(one, in_axes=(None, None, 0)))
+
+
+def sample_toys(structure: Structure, numbers: Numbers, pars, keys: jax.Array) -> jax.Array:
+    """One pseudo-data set (main counts then auxiliary data) per key, drawn at ``pars``."""
+    return _sampler(structure.layout)(numbers, jnp.asarray(pars, dtype=float), keys)
+
+
+# -- fits and distributions -----------------------------------------------------------
+
+
+def _tested_value(test_stat: str, mu: float) -> float:
+    return 0.0 if test_stat == "q0" else mu
+
+
+def _test_statistics(structure, numbers, data, start, tested, test_stat, options):
+    """Test statistic and convergence of every row of ``data`` (free + fixed fits)."""
+    n, poi = data.shape[0], structure.poi_index
+    fixed = np.broadcast_to(np.asarray(numbers.fixed, dtype=bool), (n, structure.n_parameters))
+    init = np.broadcast_to(np.asarray(start, dtype=float), (n, structure.n_parameters)).copy()
+    fixed_init, fixed_fixed = init.copy(), fixed.copy()
+    fixed_init[:, poi], fixed_fixed[:, poi] = tested, True
+    fits = fit_batch(
+        structure,
+        batched(numbers, 2 * n),
+        jnp.concatenate([data, data]),
+        init=np.concatenate([init, fixed_init]),
+        fixed=np.concatenate([fixed, fixed_fixed]),
+        options=options,
+    )
+    free_nll, fixed_nll = fits.twice_nll[:n], fits.twice_nll[n:]
+    q = test_statistic(test_stat, tested, fits.pars[:n, poi], fixed_nll, free_nll)
+    converged = fits.converged[:n] & fits.converged[n:]
+    return np.where(converged, q, np.nan), converged
+
+
+def _observed_fits(structure, numbers, mu, test_stat, rows, options):
+    """The fits to the observed data and the observed test statistic.
+
+    Four fits to the observed data: free, POI fixed at the tested value (the test
+    statistic), at ``mu`` (signal+background toys) and at 0 (background toys; 1 for
+    ``q0``). They are padded to ``rows`` (the toy fits' batch shape) so they reuse
+    the toy fits' compilation: the padding (all parameters fixed) costs milliseconds,
+    a compilation seconds.
+    """
+    poi, tested = structure.poi_index, _tested_value(test_stat, mu)
+    data = jnp.concatenate([jnp.asarray(numbers.observed), jnp.asarray(numbers.auxdata)])
+    inits = np.tile(np.asarray(numbers.init, dtype=float), (rows, 1))
+    fixeds = np.ones((rows, structure.n_parameters), dtype=bool)  # padding: nothing to fit
+    fixeds[:4] = np.asarray(numbers.fixed, dtype=bool)
+    inits[1:4, poi] = [tested, mu, 1.0 if test_stat == "q0" else 0.0]
+    fixeds[1:4, poi] = True
+    fits = fit_batch(
+        structure,
+        batched(numbers, rows),
+        jnp.broadcast_to(data, (rows, len(data))),
+        init=inits,
+        fixed=fixeds,
+        options=options,
+    )
+    fits = FitResult(**{k: v[:4] for k, v in vars(fits).items()})
+    if not fits.converged.all():
+        raise ToyFitsFailed(
+            "fits to the observed data did not converge: " + "; ".join(m for m in fits.message if m)
+        )
+    q_obs = test_statistic(
+        test_stat, tested, fits.pars[0, poi], fits.twice_nll[1], fits.twice_nll[0]
+    )
+    return fits, float(q_obs)
+
+
+def toy_distributions(
+    structure: Structure,
+    numbers: Numbers,
+    mu: float = 1.0,
+    *,
+    ntoys: int = 1000,
+    seed: int = 0,
+    first_toy: int = 0,
+    test_stat: str = "qtilde",
+    batch_size: int = DEFAULT_TOY_BATCH_SIZE,
+    options: FitOptions = DEFAULT_OPTIONS,
+) -> ToyDistributions:
+    """Test-statistic distributions of toys ``first_toy … first_toy+ntoys-1`` of one model.
+
+    ``numbers`` is one model (no batch axis). Toys are drawn and fitted in batches of
+    ``batch_size``; the result of toy ``i`` depends only on (model, mu, seed, i).
+    """
+    if test_stat not in TOY_TEST_STATISTICS:
+        raise ValueError(f"toy-based CLs supports {TOY_TEST_STATISTICS}, not {test_stat!r}")
+    if ntoys < 1 or batch_size < 1:
+        raise ValueError("ntoys and batch_size must be positive")
+    tested = _tested_value(test_stat, mu)
+    size = max(min(batch_size, ntoys), 2)
+    observed, q_obs = _observed_fits(structure, numbers, mu, test_stat, 2 * size, options)
+    signal_pars, background_pars = observed.pars[2], observed.pars[3]
+    results = {}
+    for h, (name, pars) in enumerate(zip(HYPOTHESES, (signal_pars, background_pars), strict=True)):
+        qs, oks = [], []
+        for start in range(first_toy, first_toy + ntoys, size):
+            count = min(size, first_toy + ntoys - start)
+            keys = toy_keys(seed, h, start, size)  # full batch: one shape, one compilation
+            data = sample_toys(structure, numbers, pars, keys)
+            q, ok = _test_statistics(structure, numbers, data, pars, tested, test_stat, options)
+            qs.append(q[:count])
+            oks.append(ok[:count])
+        results[name] = (np.concatenate(qs), np.concatenate(oks))
+    return ToyDistributions(
+        mu=float(mu),
+        test_stat=test_stat,
+        seed=int(seed),
+        q_obs=q_obs,
+        mu_hat=float(observed.pars[0, structure.poi_index]),
+        twice_nll=float(observed.twice_nll[0]),
+        toy_index=np.arange(first_toy, first_toy + ntoys),
+        signal=results["signal"][0],
+        background=results["background"][0],
+        signal_converged=results["signal"][1],
+        background_converged=results["background"][1],
+        signal_pars=np.asarray(signal_pars),
+        background_pars=np.asarray(background_pars),
+    )
+
+
+def merge(parts: list[ToyDistributions]) -> ToyDistributions:
+    """One distribution from chunks of the same run (same mu, test statistic, seed).
+
+    Toys are ordered by index; chunks must not overlap. The result equals, bit for bit,
+    the distribution of one run over the union of the chunks' toys.
+    """
+    if not parts:
+        raise ValueError("nothing to merge")
+    first = parts[0]
+    for part in parts[1:]:
+        same = (part.mu, part.test_stat, part.seed) == (first.mu, first.test_stat, first.seed)
+        if not same or part.q_obs != first.q_obs:
+            raise HfpipeError(
+                "toy chunks come from different runs (mu, test statistic, seed or observed "
+                f"test statistic differ): {first.mu, first.test_stat, first.seed, first.q_obs} "
+                f"vs {part.mu, part.test_stat, part.seed, part.q_obs}"
+            )
+    index = np.concatenate([p.toy_index for p in parts])
+    order = np.argsort(index, kind="stable")
+    if np.any(np.diff(index[order]) == 0):
+        raise HfpipeError("toy chunks overlap: the same toy index appears twice")
+
+    def joined(field):
+        return np.concatenate([getattr(p, field) for p in parts])[order]
+
+    return replace(
+        first,
+        toy_index=index[order],
+        signal=joined("signal"),
+        background=joined("background"),
+        signal_converged=joined("signal_converged"),
+        background_converged=joined("background_converged"),
+    )
+
+
+# -- p-values and CLs -----------------------------------------------------------------
+
+
+def _tail_fraction(samples: np.ndarray, values) -> np.ndarray:
+    """Fraction of ``samples`` that are >= each value (pyhf's EmpiricalDistribution)."""
+    ordered = np.sort(samples)
+    below = np.searchsorted(ordered, values, side="left")
+    return (len(ordered) - below) / len(ordered)
+
+
+def _cls(signal: np.ndarray, background: np.ndarray, q_obs: float, test_stat: str):
+    """(cls_obs, clsb_obs, clb_obs, cls_exp) from the converged toys' test statistics."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        clsb, clb = _tail_fraction(signal, q_obs), _tail_fraction(background, q_obs)
+        cls = clsb / clb
+        clsb_each = _tail_fraction(signal, background)
+        each = (
+            clsb_each if test_stat == "q0" else clsb_each / _tail_fraction(background, background)
+        )
+    band = np.percentile(each, _BAND_PERCENTILES, method="linear")
+    observed = clsb if test_stat == "q0" else cls
+    return float(observed), float(clsb), float(clb), band
+
+
+def cls_from_toys(distributions: ToyDistributions, *, max_failed_fraction: float = 0.01) -> ToyCLs:
+    """Toy-based CLs_obs and expected band (pyhf's conventions, see the module docstring).
+
+    Toys with a failed fit are left out; more than ``max_failed_fraction`` of them (of
+    either hypothesis) raises :class:`ToyFitsFailed`.
+    """
+    d = distributions
+    for name, ok in (("signal", d.signal_converged), ("background", d.background_converged)):
+        failed = int(np.sum(~ok))
+        if failed > max_failed_fraction * len(ok) or failed == len(ok):
+            raise ToyFitsFailed(
+                f"{failed} of {len(ok)} {name} toy fits failed "
+                f"(more than max_failed_fraction = {max_failed_fraction})"
+            )
+    signal, background = d.signal[d.signal_converged], d.background[d.background_converged]
+    observed, clsb, clb, band = _cls(signal, background, d.q_obs, d.test_stat)
+    return ToyCLs(observed, clsb, clb, band, d.ntoys, d.n_failed)
+
+
+def standard_errors(
+    distributions: ToyDistributions, *, n_bootstrap: int = 200, seed: int = 0
+) -> np.ndarray:
+    """Bootstrap standard errors of (cls_obs, 5 expected values) from the toys' finite number.
+
+    Both hypotheses' converged toys are resampled with replacement, independently;
+    the standard deviation of the replicas' CLs estimates the statistical error. For a
+    CLs_obs of 0/0 (no background toy above the observed value) the error is NaN.
+    """
+    d = distributions
+    signal, background = d.signal[d.signal_converged], d.background[d.background_converged]
+    rng = np.random.default_rng(seed)
+    replicas = []
+    for _ in range(n_bootstrap):
+        s = rng.choice(signal, len(signal))
+        b = rng.choice(background, len(background))
+        observed, _, _, band = _cls(s, b, d.q_obs, d.test_stat)
+        replicas.append([observed, *band])
+    return np.std(np.asarray(replicas), axis=0, ddof=1)
+
+
+def toys(
+    workspace,
+    mu: float = 1.0,
+    *,
+    patches=(),
+    ntoys: int = 1000,
+    seed: int = 0,
+    first_toy: int = 0,
+    test_stat: str = "qtilde",
+    batch_size: int = DEFAULT_TOY_BATCH_SIZE,
+    options: FitOptions = DEFAULT_OPTIONS,
+    **compile_options,
+) -> ToyDistributions:
+    """Toy distributions of a workspace (path, dict or compiled ``Model``) at ``mu``.
+
+    ``patches`` and ``compile_options`` (``measurement``, ``normsys_code``, …) go to
+    :func:`~hfpipe.model.compile_model`. ``hfpipe.toys(ws, ntoys=10_000).cls()`` gives
+    CLs; chunks made with ``first_toy`` merge with :func:`merge`.
+    """
+    from hfpipe.model import Model, compile_model
+
+    model = (
+        workspace
+        if isinstance(workspace, Model)
+        else compile_model(workspace, patches=patches, **compile_options)
+    )
+    return toy_distributions(
+        model.structure,
+        model.numbers,
+        mu,
+        ntoys=ntoys,
+        seed=seed,
+        first_toy=first_toy,
+        test_stat=test_stat,
+        batch_size=batch_size,
+        options=options,
+    )
