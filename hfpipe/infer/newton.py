@@ -90,21 +90,35 @@ def bounded_edm(x, g, h, lower, upper, fixed):
     return _edm(*_reduced(g, h, _held(x, g, lower, upper, fixed)))
 
 
+#: Floor of the damping scale, relative to the largest curvature: a parameter without
+#: curvature (a shapesys γ whose auxiliary count is 0 in a toy) still gets some.
+_SCALE_FLOOR = 1e-8
+#: Least damping of the Gauss–Newton stand-in, which is only semi-definite by itself.
+_GAUSS_NEWTON_DAMPING = 1e-6
+
+
+def _scale(matrix):
+    """Diagonal damping scale: ``|diag M|``, floored relative to its largest entry."""
+    diagonal = jnp.abs(jnp.diag(matrix))
+    return jnp.maximum(diagonal, _SCALE_FLOOR * jnp.max(diagonal))
+
+
 def _marquardt(matrix, damping):
-    """``M + λ diag|M|``: scale-invariant damping towards a diagonal step."""
-    return matrix + damping * jnp.diag(jnp.abs(jnp.diag(matrix)))
+    """``M + λ diag(scale)``: scale-invariant damping towards a diagonal step."""
+    return matrix + damping * jnp.diag(_scale(matrix))
 
 
 def _newton_direction(g, h, gauss_newton, damping):
     """Direction from ``(H + λ diag|H|) d = -g``, and whether that matrix was positive
-    definite; where it is not, the damped Gauss–Newton matrix stands in."""
-    factors = jnp.linalg.cholesky(
-        jnp.stack([_marquardt(h, damping), _marquardt(gauss_newton, damping)])
-    )
+    definite; where it is not, the damped Gauss–Newton matrix stands in (damped at least
+    a little, so that it is positive definite where it is only semi-definite)."""
+    stand_in = _marquardt(gauss_newton, jnp.maximum(damping, _GAUSS_NEWTON_DAMPING))
+    factors = jnp.linalg.cholesky(jnp.stack([_marquardt(h, damping), stand_in]))
     newton_ok = jnp.all(jnp.isfinite(factors[0]))
     chol = jnp.where(newton_ok, factors[0], factors[1])
     direction = jax.scipy.linalg.cho_solve((chol, True), -g)
-    return jnp.where(jnp.isfinite(direction), direction, -g), newton_ok
+    # last resort, should both fail: a diagonal Newton step
+    return jnp.where(jnp.isfinite(direction), direction, -g / _scale(stand_in)), newton_ok
 
 
 def newton_minimize(
