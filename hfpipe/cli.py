@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import sys
+import warnings
 from collections import Counter
 
 import click
@@ -22,19 +23,60 @@ __all__ = ["main"]
 
 
 def _one_line_errors(command):
-    """Turn hfpipe's errors into one line on stderr and a non-zero exit."""
+    """Turn hfpipe's errors into one line on stderr and a non-zero exit.
+
+    Input errors exit with 2; warnings about the input (:class:`~hfpipe.spec.SpecWarning`)
+    are one line each on stderr, or errors with ``--strict``. Anything else is a bug:
+    one line (exit 70) asking for ``--debug``, which shows every traceback.
+    """
 
     @functools.wraps(command)
-    def wrapper(*args, debug: bool = False, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except HfpipeError as error:
-            if debug:
-                raise
-            click.echo(f"hfpipe: error: {error}".replace("\n", " "), err=True)
-            sys.exit(2)
+    def wrapper(*args, debug: bool = False, strict: bool = False, **kwargs):
+        from hfpipe.spec import SpecWarning
 
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("error" if strict else "always", SpecWarning)
+            try:
+                return command(*args, **kwargs)
+            except (HfpipeError, SpecWarning) as error:
+                if debug:
+                    raise
+                _fail(f"error: {error}", 2)
+            except Exception as error:  # a bug, not bad input: still no traceback
+                if debug:
+                    raise
+                _fail(f"internal error: {type(error).__name__}: {error} (rerun with --debug)", 70)
+            finally:
+                for message in dict.fromkeys(
+                    str(w.message) for w in caught if issubclass(w.category, SpecWarning)
+                ):
+                    _warn(message)
+
+    wrapper = click.option(
+        "--strict", is_flag=True, help="Treat warnings about the input as errors."
+    )(wrapper)
     return click.option("--debug", is_flag=True, help="Show tracebacks.")(wrapper)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(text: str, code: int) -> None:
+    click.echo(f"hfpipe: {_one_line(text)}", err=True)
+    sys.exit(code)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"hfpipe: warning: {_one_line(message)}", err=True)
+
+
+_CLIP_OPTION = click.option(
+    "--clip-negative-yields",
+    is_flag=True,
+    help="Fit models with negative expected yields, clipping them at a small positive "
+    "floor in the likelihood (off: such models are rejected).",
+)
 
 
 def _model_options(command):
@@ -64,18 +106,31 @@ def _model_options(command):
             default="code4p",
             show_default=True,
         ),
+        _CLIP_OPTION,
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code):
+def _compile(
+    workspace,
+    patches,
+    patchset,
+    point,
+    measurement,
+    normsys_code,
+    histosys_code,
+    clip_negative_yields,
+):
     from hfpipe import spec
     from hfpipe.model import compile_model
 
     ws = spec.load_workspace(workspace)
-    chosen = [spec.load_patch(p) for p in patches]
+    chosen = [
+        spec.Patch(path, (), tuple(spec.load_patch(path)), source=path, path=("patch",))
+        for path in patches
+    ]
     if (patchset is None) != (point is None):
         raise HfpipeError("--patchset and --point go together")
     if patchset is not None:
@@ -88,12 +143,9 @@ def _compile(workspace, patches, patchset, point, measurement, normsys_code, his
         measurement=measurement,
         normsys_code=normsys_code,
         histosys_code=histosys_code,
+        clip_negative_yields=clip_negative_yields,
         file=workspace,
     )
-
-
-def _warn_unconverged(message: str) -> None:
-    click.echo(f"hfpipe: warning: {message}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,6 +169,7 @@ def cls(
     measurement,
     normsys_code,
     histosys_code,
+    clip_negative_yields,
     test_stat,
     poi_value,
 ):
@@ -127,10 +180,21 @@ def cls(
     """
     from hfpipe.infer import hypotest_batch
 
-    model = _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code)
+    model = _compile(
+        workspace,
+        patches,
+        patchset,
+        point,
+        measurement,
+        normsys_code,
+        histosys_code,
+        clip_negative_yields,
+    )
     result = hypotest_batch(model.structure, model.numbers, poi_value, test_stat=test_stat)
     if not result.converged[0]:
-        _warn_unconverged(result.message[0])
+        _warn(result.message[0])
+    if result.warning[0]:
+        _warn(result.warning[0])
     output = {"CLs_obs": float(result.cls_obs[0]), "CLs_exp": result.cls_exp[0].tolist()}
     if not result.converged[0]:
         output["status"] = "failed"
@@ -143,13 +207,32 @@ def cls(
 @_model_options
 @click.option("--fixed-poi", type=float, help="Hold the POI at this value.")
 @_one_line_errors
-def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys_code, fixed_poi):
+def fit(
+    workspace,
+    patches,
+    patchset,
+    point,
+    measurement,
+    normsys_code,
+    histosys_code,
+    clip_negative_yields,
+    fixed_poi,
+):
     """Maximum-likelihood fit: best-fit values, Hesse uncertainties, -2 log L."""
     import jax.numpy as jnp
 
     from hfpipe.infer import fit_batch, hesse_uncertainties
 
-    model = _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code)
+    model = _compile(
+        workspace,
+        patches,
+        patchset,
+        point,
+        measurement,
+        normsys_code,
+        histosys_code,
+        clip_negative_yields,
+    )
     numbers = model.numbers
     init, fixed = np.array(numbers.init), np.array(numbers.fixed)
     if fixed_poi is not None:
@@ -159,7 +242,9 @@ def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys
     _, errors = hesse_uncertainties(model.structure, numbers, result.pars[0], data, fixed)
     names = model.parameter_names
     if not result.converged[0]:
-        _warn_unconverged(result.message[0])
+        _warn(result.message[0])
+    if result.warning[0]:
+        _warn(result.warning[0])
     click.echo(
         json.dumps(
             {
@@ -168,6 +253,7 @@ def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys
                 "twice_nll": float(result.twice_nll[0]),
                 "converged": bool(result.converged[0]),
                 "edm": float(result.edm[0]),
+                "warning": str(result.warning[0]),
             }
         )
     )
@@ -208,6 +294,7 @@ def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys
 @click.option(
     "--histosys-code", type=click.Choice(HISTOSYS_CODES), default="code4p", show_default=True
 )
+@_CLIP_OPTION
 @_one_line_errors
 def scan(
     background,
@@ -223,6 +310,7 @@ def scan(
     measurement,
     normsys_code,
     histosys_code,
+    clip_negative_yields,
 ):
     """CLs (and upper limits) for every point of PATCHSET on BACKGROUND → Parquet."""
     from hfpipe import __version__
@@ -239,6 +327,7 @@ def scan(
         normsys_code=normsys_code,
         histosys_code=histosys_code,
         measurement=measurement,
+        clip_negative_yields=clip_negative_yields,
         **overrides,
     )
     chosen = [p.strip() for p in points.split(",")] if points else None
@@ -253,8 +342,8 @@ def scan(
     }
     write_table(frame, output, provenance)
     bad = frame[frame["status"] != "ok"]
-    for _, row in bad.iterrows():
-        click.echo(f"hfpipe: warning: {row['point']}: {row['status']}: {row['message']}", err=True)
+    for _, row in frame[(frame["status"] != "ok") | (frame["message"] != "")].iterrows():
+        _warn(f"{row['point']}: {row['status']}: {row['message']}")
     click.echo(f"{len(frame)} points, {len(bad)} not ok → {output}", err=True)
 
 

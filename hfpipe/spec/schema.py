@@ -58,9 +58,18 @@ def _registry() -> Registry:
     )
 
 
+def _schema(name: str) -> dict:
+    """A schema file (``workspace.json``) or one of its definitions
+    (``workspace.json#/definitions/sample``, a reference to it)."""
+    if "#" not in name:
+        return _load(name)
+    file, _ = name.split("#", 1)
+    return {"$ref": _load(file)["$id"].rsplit("/", 1)[0] + "/" + name}
+
+
 @cache
 def _validator(name: str) -> Draft7Validator:
-    schema = _load(name)
+    schema = _schema(name)
     Draft7Validator.check_schema(schema)
     return Draft7Validator(schema, registry=_registry())
 
@@ -70,7 +79,7 @@ def _fast_validator(name: str) -> Callable[[Any], Any]:
     """The schema compiled by fastjsonschema (raises ``JsonSchemaException`` on a no)."""
     by_id = {schema["$id"]: schema for schema in map(_load, SCHEMAS)}
     return fastjsonschema.compile(
-        _load(name), handlers={"https": by_id.__getitem__}, use_default=False
+        _schema(name), handlers={"https": by_id.__getitem__}, use_default=False
     )
 
 
@@ -178,6 +187,8 @@ def check_schema(
 ) -> None:
     """Validate ``doc`` against the named schema; raise ``error`` for the most relevant problem.
 
+    ``schema`` is a file name (``workspace.json``) or a definition in one
+    (``workspace.json#/definitions/sample``).
     ``prefix`` is prepended to the JSON path (for documents nested in others) and ``hint``
     appended to problems at the document root (e.g. "this looks like a patchset").
     """
