@@ -125,7 +125,7 @@ def compile_model(
 
     if file is None:
         file = str(workspace) if not isinstance(workspace, Mapping) else "<workspace>"
-    ws = spec.load_workspace(workspace)
+    ws = spec.load_workspace(workspace, name=file)
     if patches:
         ws = spec.apply_patches(ws, list(patches), file=file, base_valid=True)
     spec.measurement_config(ws, measurement, file=file)  # validates the choice
