@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from hfpipe.cli import main
 from hfpipe.errors import UnphysicalModel
+from hfpipe.infer.fit import bound_warnings
 from hfpipe.model import compile_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -558,3 +559,72 @@ def test_clipping_is_an_explicit_opt_in():
     assert float(expected.min()) == pytest.approx(1e-10)
     assert bool((expected > 0).all())
     assert float(model.logpdf(pars, model.observed_data())) > -1e6
+
+
+# ---------------------------------------------------------------------------------------
+# fit diagnostics: a converged fit with a parameter at a bound says so
+
+
+def test_bound_warnings_name_the_parameter_and_leave_out_the_poi():
+    model = compile_model(copy.deepcopy(BKG), patches=[copy.deepcopy(SIGNAL)])
+    pars = model.init()[None].copy()
+    names = list(model.parameter_names)
+    pars[0, names.index("jes")] = 5.0  # upper bound
+    pars[0, model.poi_index] = 0.0  # the POI at its bound is the test statistic's business
+    fixed = model.fixed()[None].copy()
+    (text,) = bound_warnings(model.structure, model.numbers, pars, fixed)
+    assert text == "parameter at a bound: jes at its upper bound 5"
+    fixed[0, names.index("jes")] = True
+    assert list(bound_warnings(model.structure, model.numbers, pars, fixed)) == [""]
+
+
+def test_fit_at_a_bound_warns_on_stderr_and_in_the_output(tmp_path):
+    inputs = Inputs()
+    setp([*MEAS, "parameters", 1, "bounds"], [[0.5, 1.0]])(inputs)  # mu_ttbar fits to ~1.02
+    inputs.write(tmp_path)
+    result = CliRunner().invoke(
+        main, ["fit", str(tmp_path / "ws.json"), "-p", str(tmp_path / "patch.json")]
+    )
+    assert result.exit_code == 0, result.output
+    output = json.loads(result.stdout)
+    assert output["converged"] is True
+    assert output["warning"] == "parameter at a bound: mu_ttbar at its upper bound 1"
+    assert result.stderr.strip() == f"hfpipe: warning: {output['warning']}"
+
+
+# ---------------------------------------------------------------------------------------
+# no code from data: nothing in the package unpickles or evaluates what it reads
+
+_FORBIDDEN = {
+    ("pickle", "load"),
+    ("pickle", "loads"),
+    ("marshal", "load"),
+    ("marshal", "loads"),
+    ("yaml", "load"),
+    ("yaml", "unsafe_load"),
+    ("yaml", "full_load"),
+    ("pd", "read_pickle"),
+    ("pandas", "read_pickle"),
+}
+
+
+def test_no_code_from_data():
+    import ast
+
+    found = []
+    for source in sorted((ROOT / "hfpipe").rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in ("eval", "exec"):
+                found.append(f"{source}:{node.lineno} {func.id}")
+            if (
+                isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and (func.value.id, func.attr) in _FORBIDDEN
+            ):
+                found.append(f"{source}:{node.lineno} {func.value.id}.{func.attr}")
+            if any(k.arg == "allow_pickle" for k in node.keywords):
+                found.append(f"{source}:{node.lineno} allow_pickle")
+    assert not found, found
