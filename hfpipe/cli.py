@@ -222,6 +222,7 @@ def fit(
     import jax.numpy as jnp
 
     from hfpipe.infer import fit_batch, hesse_uncertainties
+    from hfpipe.infer.fit import covariance_warning
 
     model = _compile(
         workspace,
@@ -239,12 +240,13 @@ def fit(
         init[model.poi_index], fixed[model.poi_index] = fixed_poi, True
     data = jnp.asarray(model.observed_data())
     result = fit_batch(model.structure, numbers, data[None], init=init, fixed=fixed)
-    _, errors = hesse_uncertainties(model.structure, numbers, result.pars[0], data, fixed)
+    covariance, errors = hesse_uncertainties(model.structure, numbers, result.pars[0], data, fixed)
     names = model.parameter_names
+    warning = "; ".join(filter(None, [result.warning[0], covariance_warning(covariance, fixed)]))
     if not result.converged[0]:
         _warn(result.message[0])
-    if result.warning[0]:
-        _warn(result.warning[0])
+    if warning:
+        _warn(warning)
     click.echo(
         json.dumps(
             {
@@ -253,7 +255,7 @@ def fit(
                 "twice_nll": float(result.twice_nll[0]),
                 "converged": bool(result.converged[0]),
                 "edm": float(result.edm[0]),
-                "warning": str(result.warning[0]),
+                "warning": warning,
             }
         )
     )

@@ -17,12 +17,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from hfpipe.cli import main
 from hfpipe.errors import UnphysicalModel
-from hfpipe.infer.fit import bound_warnings
+from hfpipe.infer.fit import bound_warnings, covariance_warning
 from hfpipe.model import compile_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -576,6 +577,14 @@ def test_bound_warnings_name_the_parameter_and_leave_out_the_poi():
     assert text == "parameter at a bound: jes at its upper bound 5"
     fixed[0, names.index("jes")] = True
     assert list(bound_warnings(model.structure, model.numbers, pars, fixed)) == [""]
+
+
+def test_covariance_warning():
+    fixed = np.array([False, False, True])
+    good = np.diag([1.0, 2.0, 0.0])
+    assert covariance_warning(good, fixed) == ""
+    indefinite = np.array([[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    assert covariance_warning(indefinite, fixed).startswith("Hessian not positive definite")
 
 
 def test_fit_at_a_bound_warns_on_stderr_and_in_the_output(tmp_path):

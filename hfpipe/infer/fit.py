@@ -32,6 +32,7 @@ __all__ = [
     "FitResult",
     "batched",
     "bound_warnings",
+    "covariance_warning",
     "fit_batch",
     "hesse_uncertainties",
 ]
@@ -297,3 +298,18 @@ def hesse_uncertainties(structure: Structure, numbers: Numbers, pars, data, fixe
     covariance = np.zeros((len(fixed), len(fixed)))
     covariance[np.ix_(free, free)] = 2.0 * np.linalg.inv(np.asarray(hessian)[np.ix_(free, free)])
     return covariance, np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+
+
+def covariance_warning(covariance, fixed) -> str:
+    """'' or why the Hesse covariance of a fit is not to be trusted: a Hessian that is not
+    positive definite over the free parameters (possible at a bound, where the fit's own
+    convergence test leaves the parameter out) gives negative or infinite variances."""
+    free = np.flatnonzero(~np.asarray(fixed, dtype=bool))
+    block = np.asarray(covariance)[np.ix_(free, free)]
+    try:
+        np.linalg.cholesky(block)
+    except np.linalg.LinAlgError:
+        return "Hessian not positive definite at the best fit: uncertainties are not reliable"
+    if not np.all(np.isfinite(block)):
+        return "Hessian singular at the best fit: uncertainties are not reliable"
+    return ""
