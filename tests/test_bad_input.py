@@ -466,7 +466,7 @@ def test_unknown_setting_warns_in_one_line_without_strict(tmp_path):
     assert inspected.exit_code == 0
     assert inspected.stderr.strip().splitlines() == [
         f"hfpipe: warning: {names['ws.json']}: measurements[0].config.parameters[2].name: "
-        "no modifier named 'xsec_ttbr' in the model; setting ignored"
+        "no modifier named 'xsec_ttbr' in the model; unless a patch adds it"
     ]
 
 
