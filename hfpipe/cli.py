@@ -127,10 +127,7 @@ def _compile(
     from hfpipe.model import compile_model
 
     ws = spec.load_workspace(workspace)
-    chosen = [
-        spec.Patch(path, (), tuple(spec.load_patch(path)), source=path, path=("patch",))
-        for path in patches
-    ]
+    chosen = [spec.Patch(path, (), tuple(spec.load_patch(path)), source=path) for path in patches]
     if (patchset is None) != (point is None):
         raise HfpipeError("--patchset and --point go together")
     if patchset is not None:

@@ -295,7 +295,7 @@ CASES = [
         "patch-does-not-apply",
         setp([1, "path"], "/channels/7/samples/-", doc="patch.json"),
         "patch.json",
-        "patch[1]",
+        "[1]",
         "cannot add /channels/7/samples/-",
     ),
     case(
@@ -309,7 +309,7 @@ CASES = [
         "patch-string-in-yields",
         setp([0, "value", "data", 0], "x", doc="patch.json"),
         "patch.json",
-        "patch[0].value.data[0]",
+        "[0].value.data[0]",
         "expected a number, got 'x' (the sample this operation puts at /channels/0/samples/-)",
     ),
     case(

@@ -190,7 +190,7 @@ def apply_patches(
     for k, patch in enumerate(patches):
         if isinstance(patch, Patch):
             ops, label, applied_name = list(patch.operations), patch.source or file, patch.name
-            at = list(patch.path) or ["patch"]
+            at = list(patch.path)
             point = f" (point {patch.name})" if patch.values else ""
         else:
             ops, label = patch, file
