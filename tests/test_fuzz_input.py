@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import signal
 import tempfile
 from pathlib import Path
 
@@ -87,6 +88,29 @@ def _mutate(docs: dict, action: str, node: tuple, value) -> None:
         parent[path[-1]] = value
 
 
+#: one run taking longer than this counts as a hang (the slowest seen take ~10 s, most
+#: of it compiling the fits once)
+_HANG_SECONDS = 180
+
+
+class Hang(BaseException):
+    """Raised into a run that exceeds its time (BaseException: the CLI must not catch it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int):
+    def interrupt(signum, frame):
+        raise Hang(f"hfpipe cls took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @settings(
     max_examples=40,
     deadline=None,
@@ -104,7 +128,8 @@ def test_mutated_inputs_never_crash(mutations):
         ws, patch = Path(folder) / "ws.json", Path(folder) / "patch.json"
         ws.write_text(json.dumps(docs["ws"]))
         patch.write_text(json.dumps(docs["patch"]))
-        result = CliRunner().invoke(main, ["cls", str(ws), "-p", str(patch)])
+        with _time_limit(_HANG_SECONDS):
+            result = CliRunner().invoke(main, ["cls", str(ws), "-p", str(patch)])
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(
         result.exception
     )
