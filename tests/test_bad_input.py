@@ -637,3 +637,38 @@ def test_no_code_from_data():
             if any(k.arg == "allow_pickle" for k in node.keywords):
                 found.append(f"{source}:{node.lineno} allow_pickle")
     assert not found, found
+
+
+def test_scan_row_for_an_unphysical_point_and_clipping_in_the_provenance(tmp_path):
+    """In a scan an unphysical point is a row with status 'invalid' and the diagnosis
+    (the scan goes on); the clipping opt-in is recorded with the settings. A negative
+    normsys factor is rejected even with clipping, so no fit runs here."""
+    from hfpipe.results import read_table
+
+    inputs = Inputs()
+    setp(["patches", 1, "patch", 1, "value", "modifiers", 1, "data", "lo"], -0.1, "ps.json")(inputs)
+    inputs.write(tmp_path)
+    out = tmp_path / "out.parquet"
+    result = CliRunner().invoke(
+        main,
+        [
+            "scan",
+            str(tmp_path / "ws.json"),
+            str(tmp_path / "ps.json"),
+            "-o",
+            str(out),
+            "--points",
+            POINT,
+            "--clip-negative-yields",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    frame, provenance = read_table(out)
+    assert frame["status"].tolist() == ["invalid"]
+    assert (
+        "normsys 'sig_xsec' of sample 'signal' in channel 'SR' has lo = -0.1"
+        in (frame["message"][0])
+    )
+    assert provenance["settings"]["clip_negative_yields"] is True
+    warning = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "normsys 'sig_xsec'" in warning[0]
