@@ -382,6 +382,14 @@ CASES = [
         "channels[1].samples[1].modifiers[0].data",
         "normsys 'xsec_wjets' of sample 'wjets' in channel 'SR' has lo = -0.2",
     ),
+    case(
+        "implausible-yield",
+        setp([*SR_TTBAR, "modifiers", 2, "data", "hi_data", 2], 1e308),
+        "ws.json",
+        "channels[1].samples[0].modifiers[2].data",
+        "expected yield 1e+308 of sample 'ttbar' in bin 2 of channel 'SR' (+1σ histosys 'jes')"
+        " is not a plausible number of events",
+    ),
     # the other commands read inputs the same way
     case(
         "inspect",

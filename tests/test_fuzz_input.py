@@ -112,7 +112,7 @@ def _time_limit(seconds: int):
 
 
 @settings(
-    max_examples=40,
+    max_examples=80,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

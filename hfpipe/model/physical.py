@@ -13,7 +13,7 @@ template, so the check is plain numpy and independent of the codes. Beyond ±1σ
 extrapolated yield of a histosys may cross zero at large pulls; the fit's line search
 steps back from there, so that is not an input error. A normsys factor ``hi`` or ``lo``
 that is not positive is always an error: the exponential interpolation of codes 1 and 4
-is undefined for it.
+is undefined for it; so is a yield or observed count above :data:`MAX_YIELD`.
 
 With ``clip_negative_yields`` (off by default, recorded in a scan's provenance) a model
 with such yields is fitted anyway, with expected bin yields clipped at
@@ -29,9 +29,13 @@ import numpy as np
 from hfpipe.errors import UnphysicalModel
 from hfpipe.model.structure import Numbers, Structure
 
-__all__ = ["check_yields"]
+__all__ = ["MAX_YIELD", "check_yields"]
 
 _OPTIONS = "fix the input, or pass --clip-negative-yields (clip_negative_yields=True) to clip"
+
+#: no bin of a counting experiment expects more events than this; larger yields (a typo,
+#: 1e308) overflow the likelihood's derivatives and leave the fit churning for minutes
+MAX_YIELD = 1e15
 
 
 def _variations(structure: Structure, numbers: Numbers):
@@ -108,6 +112,28 @@ def check_yields(
             file=file,
             path=_json_path(workspace, channel, sample, name, "normsys"),
         )
+    big = np.flatnonzero(np.abs(observed) > MAX_YIELD)
+    if len(big):
+        raise UnphysicalModel(
+            f"observed count {observed[big[0]]:g} is not a plausible number of events "
+            f"(above {MAX_YIELD:g}): fix the input",
+            file=file,
+            path="observations",
+        )
+    for parameter, sign, slots in _variations(structure, numbers):
+        huge = np.flatnonzero(np.abs(slots) > MAX_YIELD)
+        if len(huge):
+            channel, sample, local_bin = labels[huge[0]]
+            name = None if parameter is None else names[parameter]
+            kind = "histosys" if parameter in structure.histosys_params else "normsys"
+            where = "nominal" if name is None else f"{'+' if sign > 0 else '-'}1σ {kind} '{name}'"
+            raise UnphysicalModel(
+                f"expected yield {slots[huge[0]]:g} of sample '{sample}' in bin {local_bin} "
+                f"of channel '{channel}' ({where}) is not a plausible number of events "
+                f"(above {MAX_YIELD:g}): fix the input",
+                file=file,
+                path=_json_path(workspace, channel, sample, name, kind if name else None),
+            )
     if structure.clip_yields:
         return
     for parameter, sign, slots in _variations(structure, numbers):
