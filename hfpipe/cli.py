@@ -14,6 +14,7 @@ import click
 import numpy as np
 
 from hfpipe.commands import one_line_errors as _one_line_errors
+from hfpipe.commands import warn as _warn
 from hfpipe.commands.campaign import campaign
 from hfpipe.commands.contour import brazil, contour
 from hfpipe.commands.convert import convert
@@ -23,6 +24,14 @@ from hfpipe.errors import HfpipeError
 from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
 
 __all__ = ["main"]
+
+
+_CLIP_OPTION = click.option(
+    "--clip-negative-yields",
+    is_flag=True,
+    help="Fit models with negative expected yields, clipping them at a small positive "
+    "floor in the likelihood (off: such models are rejected).",
+)
 
 
 def _model_options(command):
@@ -52,18 +61,28 @@ def _model_options(command):
             default="code4p",
             show_default=True,
         ),
+        _CLIP_OPTION,
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code):
+def _compile(
+    workspace,
+    patches,
+    patchset,
+    point,
+    measurement,
+    normsys_code,
+    histosys_code,
+    clip_negative_yields,
+):
     from hfpipe import spec
     from hfpipe.model import compile_model
 
     ws = spec.load_workspace(workspace)
-    chosen = [spec.load_patch(p) for p in patches]
+    chosen = [spec.Patch(path, (), tuple(spec.load_patch(path)), source=path) for path in patches]
     if (patchset is None) != (point is None):
         raise HfpipeError("--patchset and --point go together")
     if patchset is not None:
@@ -76,12 +95,9 @@ def _compile(workspace, patches, patchset, point, measurement, normsys_code, his
         measurement=measurement,
         normsys_code=normsys_code,
         histosys_code=histosys_code,
+        clip_negative_yields=clip_negative_yields,
         file=workspace,
     )
-
-
-def _warn_unconverged(message: str) -> None:
-    click.echo(f"hfpipe: warning: {message}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,6 +122,7 @@ def cls(
     measurement,
     normsys_code,
     histosys_code,
+    clip_negative_yields,
     test_stat,
     poi_value,
     **toy_settings,
@@ -117,14 +134,25 @@ def cls(
     """
     from hfpipe.infer import hypotest_batch
 
-    model = _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code)
+    model = _compile(
+        workspace,
+        patches,
+        patchset,
+        point,
+        measurement,
+        normsys_code,
+        histosys_code,
+        clip_negative_yields,
+    )
     if toy_settings.pop("calctype") == "toybased":
         inputs = {"workspace": workspace, "patches": list(patches), "patchset": patchset}
         toy_cls(model, poi_value, test_stat, inputs | {"point": point}, **toy_settings)
         return
     result = hypotest_batch(model.structure, model.numbers, poi_value, test_stat=test_stat)
     if not result.converged[0]:
-        _warn_unconverged(result.message[0])
+        _warn(result.message[0])
+    if result.warning[0]:
+        _warn(result.warning[0])
     output = {"CLs_obs": float(result.cls_obs[0]), "CLs_exp": result.cls_exp[0].tolist()}
     if not result.converged[0]:
         output["status"] = "failed"
@@ -137,23 +165,46 @@ def cls(
 @_model_options
 @click.option("--fixed-poi", type=float, help="Hold the POI at this value.")
 @_one_line_errors
-def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys_code, fixed_poi):
+def fit(
+    workspace,
+    patches,
+    patchset,
+    point,
+    measurement,
+    normsys_code,
+    histosys_code,
+    clip_negative_yields,
+    fixed_poi,
+):
     """Maximum-likelihood fit: best-fit values, Hesse uncertainties, -2 log L."""
     import jax.numpy as jnp
 
     from hfpipe.infer import fit_batch, hesse_uncertainties
+    from hfpipe.infer.fit import covariance_warning
 
-    model = _compile(workspace, patches, patchset, point, measurement, normsys_code, histosys_code)
+    model = _compile(
+        workspace,
+        patches,
+        patchset,
+        point,
+        measurement,
+        normsys_code,
+        histosys_code,
+        clip_negative_yields,
+    )
     numbers = model.numbers
     init, fixed = np.array(numbers.init), np.array(numbers.fixed)
     if fixed_poi is not None:
         init[model.poi_index], fixed[model.poi_index] = fixed_poi, True
     data = jnp.asarray(model.observed_data())
     result = fit_batch(model.structure, numbers, data[None], init=init, fixed=fixed)
-    _, errors = hesse_uncertainties(model.structure, numbers, result.pars[0], data, fixed)
+    covariance, errors = hesse_uncertainties(model.structure, numbers, result.pars[0], data, fixed)
     names = model.parameter_names
+    warning = "; ".join(filter(None, [result.warning[0], covariance_warning(covariance, fixed)]))
     if not result.converged[0]:
-        _warn_unconverged(result.message[0])
+        _warn(result.message[0])
+    if warning:
+        _warn(warning)
     click.echo(
         json.dumps(
             {
@@ -162,6 +213,7 @@ def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys
                 "twice_nll": float(result.twice_nll[0]),
                 "converged": bool(result.converged[0]),
                 "edm": float(result.edm[0]),
+                "warning": warning,
             }
         )
     )
@@ -228,6 +280,7 @@ def fit(workspace, patches, patchset, point, measurement, normsys_code, histosys
 @click.option("--ntoys", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys.")
 @click.option("--toy-batch-size", type=click.IntRange(1), default=1000, show_default=True)
+@_CLIP_OPTION
 @_one_line_errors
 def scan(
     background,
@@ -251,6 +304,7 @@ def scan(
     ntoys,
     seed,
     toy_batch_size,
+    clip_negative_yields,
 ):
     """CLs (and upper limits) for every point of PATCHSET on BACKGROUND → Parquet.
 
@@ -274,6 +328,7 @@ def scan(
         ntoys=ntoys,
         seed=seed,
         toy_batch_size=toy_batch_size,
+        clip_negative_yields=clip_negative_yields,
         **overrides,
     )
     chosen = [p.strip() for p in points.split(",")] if points else None
@@ -290,8 +345,8 @@ def scan(
             progress=True,
         )
     bad = frame[frame["status"] != "ok"]
-    for _, row in bad.iterrows():
-        click.echo(f"hfpipe: warning: {row['point']}: {row['status']}: {row['message']}", err=True)
+    for _, row in frame[(frame["status"] != "ok") | (frame["message"] != "")].iterrows():
+        _warn(f"{row['point']}: {row['status']}: {row['message']}")
     click.echo(
         f"{len(frame)} points ({frame.attrs['computed']} computed,"
         f" {frame.attrs['reused']} from an earlier run), {len(bad)} not ok → {output}",

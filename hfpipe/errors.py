@@ -15,6 +15,7 @@ __all__ = [
     "InvalidPatch",
     "InvalidPatchset",
     "InvalidWorkspace",
+    "UnphysicalModel",
     "json_path",
 ]
 
@@ -64,6 +65,10 @@ class InvalidPatchset(InputError):
 
 class DigestMismatch(InvalidPatchset):
     """The patchset's recorded workspace digest differs from the workspace's."""
+
+
+class UnphysicalModel(InputError):
+    """A model whose expected yields are negative, or zero where events were observed."""
 
 
 class FitFailed(HfpipeError):

@@ -31,6 +31,8 @@ __all__ = [
     "FitOptions",
     "FitResult",
     "batched",
+    "bound_warnings",
+    "covariance_warning",
     "fit_batch",
     "hesse_uncertainties",
 ]
@@ -60,6 +62,9 @@ class FitResult:
     iterations: np.ndarray  # (n,)
     method: np.ndarray  # (n,) what produced the final result
     message: np.ndarray  # (n,) '' when converged
+    #: (n,) '' or what makes a fit suspicious though converged: free parameters at a
+    #: bound (see :func:`bound_warnings`)
+    warning: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.twice_nll)
@@ -212,12 +217,51 @@ def fit_batch(
     else:
         raise ValueError(f"unknown first_method {options.first_method!r}")
 
-    message = np.where(converged, "", "not converged: EDM above tolerance").astype(object)
+    message = np.array(
+        [_unconverged(e) if not c else "" for c, e in zip(converged, edm, strict=True)],
+        dtype=object,
+    )
     result = FitResult(pars, fun, converged, edm, iterations, method, message)
     if options.retry:
         for i in np.flatnonzero(~converged):
             _retry(structure, numbers, data, fixed, options, i, result)
+    result.warning = bound_warnings(structure, numbers, result.pars, fixed)
     return result
+
+
+def _unconverged(edm: float, prefix: str = "not converged") -> str:
+    """Why a fit is not converged: convergence needs a positive-definite Hessian (over the
+    parameters free to move) and an EDM below tolerance."""
+    if not np.isfinite(edm):
+        return f"{prefix}: Hessian not positive definite at the last point"
+    return f"{prefix}: EDM {edm:.3g} above tolerance"
+
+
+def bound_warnings(structure: Structure, numbers: Numbers, pars, fixed) -> np.ndarray:
+    """Per fit, '' or the free parameters that ended at a bound (``alpha_x at its upper
+    bound 5``), which makes a converged fit suspicious: the true minimum may lie beyond.
+
+    The POI is left out: its bounds belong to the test statistic (q~ bounds it at 0).
+    """
+    pars = np.atleast_2d(np.asarray(pars))
+    lower = np.broadcast_to(np.asarray(numbers.lower), pars.shape)
+    upper = np.broadcast_to(np.asarray(numbers.upper), pars.shape)
+    free = ~np.broadcast_to(np.asarray(fixed, dtype=bool), pars.shape).copy()
+    free[:, structure.poi_index] = False
+    tolerance = 1e-9 * np.maximum(1.0, upper - lower)
+    at_lower = free & (pars <= lower + tolerance)
+    at_upper = free & (pars >= upper - tolerance)
+    names = structure.parameter_names
+    out = []
+    for i in range(len(pars)):
+        found = [
+            f"{names[j]} at its {side} bound {bound[i, j]:g}"
+            for side, mask, bound in (("lower", at_lower, lower), ("upper", at_upper, upper))
+            for j in np.flatnonzero(mask[i])
+        ]
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        out.append(f"parameter at a bound: {shown}" if found else "")
+    return np.array(out, dtype=object)
 
 
 def _retry(structure, numbers, data, fixed, options, i, result: FitResult) -> None:
@@ -235,7 +279,7 @@ def _retry(structure, numbers, data, fixed, options, i, result: FitResult) -> No
     result.iterations[i] += int(polish.iterations[0])
     result.method[i] = f"{result.method[i]}>minuit>newton"
     result.message[i] = (
-        "" if result.converged[i] else f"not converged after retries (EDM {result.edm[i]:.3g})"
+        "" if result.converged[i] else _unconverged(result.edm[i], "not converged after retries")
     )
 
 
@@ -253,3 +297,18 @@ def hesse_uncertainties(structure: Structure, numbers: Numbers, pars, data, fixe
     covariance = np.zeros((len(fixed), len(fixed)))
     covariance[np.ix_(free, free)] = 2.0 * np.linalg.inv(np.asarray(hessian)[np.ix_(free, free)])
     return covariance, np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+
+
+def covariance_warning(covariance, fixed) -> str:
+    """'' or why the Hesse covariance of a fit is not to be trusted: a Hessian that is not
+    positive definite over the free parameters (possible at a bound, where the fit's own
+    convergence test leaves the parameter out) gives negative or infinite variances."""
+    free = np.flatnonzero(~np.asarray(fixed, dtype=bool))
+    block = np.asarray(covariance)[np.ix_(free, free)]
+    try:
+        np.linalg.cholesky(block)
+    except np.linalg.LinAlgError:
+        return "Hessian not positive definite at the best fit: uncertainties are not reliable"
+    if not np.all(np.isfinite(block)):
+        return "Hessian singular at the best fit: uncertainties are not reliable"
+    return ""

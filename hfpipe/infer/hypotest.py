@@ -65,6 +65,8 @@ class HypotestResult:
     converged: np.ndarray  # (n,) all five fits converged
     message: np.ndarray  # (n,) why not, if not
     fits: dict[str, FitResult]  # free, fixed, asimov_generation, asimov_free, asimov_fixed
+    #: (n,) '' or what makes the fits to the observed data suspicious though converged
+    warning: np.ndarray | None = None
 
 
 @functools.cache
@@ -161,6 +163,15 @@ def hypotest_batch(
         ],
         dtype=object,
     )
+    warning = np.array(
+        [
+            "; ".join(
+                f"{k} fit: {fits[k].warning[i]}" for k in ("free", "fixed") if fits[k].warning[i]
+            )
+            for i in range(n)
+        ],
+        dtype=object,
+    )
     is_q0 = test_stat == "q0"
     return HypotestResult(
         mu=np.asarray(tested),
@@ -176,6 +187,7 @@ def hypotest_batch(
         converged=converged,
         message=message,
         fits=fits,
+        warning=warning,
     )
 
 

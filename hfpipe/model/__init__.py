@@ -2,6 +2,7 @@
 
 from hfpipe.model.compile import compile_workspace
 from hfpipe.model.model import Model, compile_model, compiled_functions
+from hfpipe.model.physical import check_yields
 from hfpipe.model.structure import Numbers, ParameterSet, Structure
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "Numbers",
     "ParameterSet",
     "Structure",
+    "check_yields",
     "compile_model",
     "compile_workspace",
     "compiled_functions",

@@ -212,11 +212,14 @@ def compile_workspace(
     *,
     normsys_code: str = "code4",
     histosys_code: str = "code4p",
+    clip_yields: bool = False,
     file: str = "<workspace>",
 ) -> tuple[Structure, Numbers]:
     """Compile a validated workspace and one of its measurements.
 
     ``measurement`` is the measurement's object (``{"name": ..., "config": {...}}``).
+    ``clip_yields`` clips expected bin yields at a small positive floor in the likelihood
+    (an opt-in for unphysical models, see :mod:`hfpipe.model.physical`).
     Returns the structure and the numbers (observed data included).
     """
     if normsys_code not in NORMSYS_CODES:
@@ -323,6 +326,7 @@ def compile_workspace(
         poisson_aux=tuple(poisson_aux),
         normsys_code=normsys_code,
         histosys_code=histosys_code,
+        clip_yields=clip_yields,
     )
     observations = {o["name"]: o["data"] for o in workspace["observations"]}
     bounds = np.array([b for setting in settings for b in setting.bounds], dtype=float)

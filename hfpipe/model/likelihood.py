@@ -30,6 +30,7 @@ from hfpipe.model.interpolation import NormsysTerms, histosys_delta, normsys_fac
 from hfpipe.model.structure import Layout, Numbers
 
 __all__ = [
+    "YIELD_FLOOR",
     "Prepared",
     "expected_aux",
     "expected_data",
@@ -41,6 +42,10 @@ __all__ = [
 ]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+#: With ``Layout.clip_yields`` (the user's opt-in for unphysical models, see
+#: :mod:`hfpipe.model.physical`), expected bin yields below this are set to it.
+YIELD_FLOOR = 1e-10
 
 
 class Prepared(NamedTuple):
@@ -169,9 +174,17 @@ def _slot_terms(structure: Layout, prepared: Prepared, pars: jax.Array) -> _Slot
     )
 
 
+def _clipped(structure: Layout, nu: jax.Array) -> jax.Array:
+    """Bins whose expected yield is clipped at :data:`YIELD_FLOOR` (none unless opted in)."""
+    if not structure.clip_yields:
+        return jnp.zeros(nu.shape, dtype=bool)
+    return nu < YIELD_FLOOR
+
+
 def expected_main(structure: Layout, prepared: Prepared, pars: jax.Array) -> jax.Array:
     """Expected counts per bin, channels in name order."""
-    return _maps(structure).slot_to_bin @ _slot_yields(structure, prepared, pars)
+    nu = _maps(structure).slot_to_bin @ _slot_yields(structure, prepared, pars)
+    return jnp.where(_clipped(structure, nu), YIELD_FLOOR, nu)
 
 
 def expected_aux(structure: Layout, prepared: Prepared, pars: jax.Array) -> jax.Array:
@@ -289,8 +302,12 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
         + _pad(maps.slot_to_bin @ by_histosys.T, (1,))[:, hists]
     )
     nu = maps.slot_to_bin @ (terms.additive * product)
+    clipped = _clipped(structure, nu)  # constant there: no slope, no curvature
+    nu = jnp.where(clipped, YIELD_FLOOR, nu)
+    jacobian = jnp.where(clipped[:, None], 0.0, jacobian)
 
-    residual = maps.slot_to_bin.T @ (1.0 - jnp.where(main > 0, main / nu, 0.0))  # per slot
+    bin_residual = jnp.where(clipped, 0.0, 1.0 - jnp.where(main > 0, main / nu, 0.0))
+    residual = maps.slot_to_bin.T @ bin_residual  # per slot
     tiny_rows = jnp.where(terms.rows == 0, 1e-30, terms.rows)
     log_slopes = terms.row_slopes / tiny_rows  # (R, N)
     by_tiny_row = terms.additive * terms.row_slopes * _leave_one_out(tiny_rows)

@@ -19,6 +19,7 @@ import numpy as np
 from hfpipe import _jax  # noqa: F401  (double precision)
 from hfpipe.model import likelihood
 from hfpipe.model.compile import compile_workspace
+from hfpipe.model.physical import check_yields
 from hfpipe.model.structure import Numbers, Structure
 
 __all__ = ["Model", "compile_model", "compiled_functions"]
@@ -103,6 +104,7 @@ def compile_model(
     measurement: str | None = None,
     normsys_code: str = "code4",
     histosys_code: str = "code4p",
+    clip_negative_yields: bool = False,
     file: str | None = None,
 ) -> Model:
     """Compile a workspace (a path or a loaded dict), optionally patched, into a Model.
@@ -112,18 +114,30 @@ def compile_model(
     Interpolation codes default to normsys ``code4`` and histosys ``code4p``, what ROOT
     HistFactory and ``pyhf.Model`` use and what published likelihoods were made with.
     ``file`` names the workspace in error messages.
+
+    Before returning, the expected yields are checked (:func:`~hfpipe.model.physical.
+    check_yields`): a negative yield, or a zero one in a bin with observed events, raises
+    :class:`~hfpipe.errors.UnphysicalModel` naming the channel, sample, bin and modifier.
+    ``clip_negative_yields=True`` clips expected bin yields at a small positive floor in
+    the likelihood instead (off by default; non-positive normsys factors still raise).
     """
     from hfpipe import spec
 
     if file is None:
         file = str(workspace) if not isinstance(workspace, Mapping) else "<workspace>"
-    ws = spec.load_workspace(workspace)
+    ws = spec.load_workspace(workspace, name=file)
     if patches:
-        ws = spec.apply_patches(ws, list(patches), file=file)
+        ws = spec.apply_patches(ws, list(patches), file=file, base_valid=True)
     spec.measurement_config(ws, measurement, file=file)  # validates the choice
     name = measurement or ws["measurements"][0]["name"]
     chosen = next(m for m in ws["measurements"] if m["name"] == name)
     structure, numbers = compile_workspace(
-        ws, chosen, normsys_code=normsys_code, histosys_code=histosys_code, file=file
+        ws,
+        chosen,
+        normsys_code=normsys_code,
+        histosys_code=histosys_code,
+        clip_yields=clip_negative_yields,
+        file=file,
     )
+    check_yields(structure, numbers, workspace=ws, file=file)
     return Model(structure, numbers)

@@ -80,6 +80,7 @@ class Structure:
     poisson_aux: tuple[int, ...]
     normsys_code: str = "code4"
     histosys_code: str = "code4p"
+    clip_yields: bool = False  # opt-in: expected bin yields clipped at a small floor
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -117,6 +118,7 @@ class Structure:
             poisson_aux=self.poisson_aux,
             normsys_code=self.normsys_code,
             histosys_code=self.histosys_code,
+            clip_yields=self.clip_yields,
         )
 
     def parameter_set(self, name: str) -> ParameterSet:
@@ -150,6 +152,7 @@ class Layout:
     poisson_aux: tuple[int, ...]
     normsys_code: str
     histosys_code: str
+    clip_yields: bool = False
 
     @property
     def n_aux(self) -> int:

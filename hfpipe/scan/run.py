@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from hfpipe import spec
-from hfpipe.errors import HfpipeError, InvalidPatch
+from hfpipe.errors import HfpipeError
 from hfpipe.infer import FitOptions, hypotest_batch
 from hfpipe.infer.limits import upper_limits_batch
 from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, ToyFitsFailed, toy_distributions
-from hfpipe.model import compile_workspace
+from hfpipe.model import check_yields, compile_workspace
 from hfpipe.scan.columns import EXPECTED_COLUMNS, LIMIT_COLUMNS, column_order
 from hfpipe.scan.union import UnionBatch, unify
 
@@ -67,6 +67,10 @@ class ScanSettings:
     seed: int = 0  # the toys of every point use this seed (toybased)
     toy_batch_size: int = DEFAULT_TOY_BATCH_SIZE
     max_failed_fraction: float = 0.01  # of toy fits, above which a point fails
+
+    #: opt-in for unphysical models: clip expected bin yields at a small positive floor
+    #: instead of rejecting negative ones (:mod:`hfpipe.model.physical`)
+    clip_negative_yields: bool = False
 
     def __post_init__(self):
         if self.calctype not in ("asymptotics", "toybased"):
@@ -110,7 +114,9 @@ def run_batch(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings) ->
             "mu_hat": float(result.mu_hat[k]),
             "twice_nll": float(result.twice_nll[k] - batch.padding_twice_nll[row]),
             "status": "ok" if result.converged[k] else "failed",
-            "message": str(result.message[k]),
+            # converged but suspicious (a parameter at a bound): still ok, with a warning
+            "message": str(result.message[k])
+            or (f"warning: {result.warning[k]}" if result.warning[k] else ""),
             "seconds": seconds,
         }
         if limits is not None:
@@ -160,22 +166,21 @@ def _load(workspace, patchset):
 
 
 def _compile_point(ws, patch, settings: ScanSettings, file: str):
-    patched = spec.apply_patches(ws, [patch], file=file, validate=False)
+    """Patch (validating the result), compile, and check the expected yields of a point."""
+    patched = spec.apply_patches(ws, [patch], file=file, base_valid=True)
     spec.measurement_config(patched, settings.measurement, file=file)
     name = settings.measurement or patched["measurements"][0]["name"]
     measurement = next(m for m in patched["measurements"] if m["name"] == name)
-    try:
-        return compile_workspace(
-            patched,
-            measurement,
-            normsys_code=settings.normsys_code,
-            histosys_code=settings.histosys_code,
-            file=file,
-        )
-    except (KeyError, TypeError, ValueError, IndexError) as error:
-        raise InvalidPatch(
-            f"patched workspace is malformed: {error!r}", file=file, path=patch.name
-        ) from None
+    structure, numbers = compile_workspace(
+        patched,
+        measurement,
+        normsys_code=settings.normsys_code,
+        histosys_code=settings.histosys_code,
+        clip_yields=settings.clip_negative_yields,
+        file=file,
+    )
+    check_yields(structure, numbers, workspace=patched, file=f"{file} (point {patch.name})")
+    return structure, numbers
 
 
 def scan(
@@ -196,7 +201,8 @@ def scan(
     ``workspace`` and ``patchset`` are paths (``.json`` or ``.json.gz``) or loaded
     objects. ``points`` picks patch names (default: all). Settings come from
     ``settings`` and/or keyword overrides (``mu``, ``test_stat``, ``upper_limits``,
-    ``cl``, ``batch_size``, ``normsys_code``, ``histosys_code``, ``measurement``).
+    ``cl``, ``batch_size``, ``normsys_code``, ``histosys_code``, ``measurement``,
+    ``clip_negative_yields``).
     Returns one row per point with the columns of DESIGN.md §4.
 
     ``client``: a ``dask.distributed.Client``; each batch then runs as one Dask task

@@ -102,7 +102,11 @@ def _compatible(group: list[_Point], point: _Point) -> bool:
         first.poi_name,
     ):
         return False
-    if (s.normsys_code, s.histosys_code) != (first.normsys_code, first.histosys_code):
+    if (s.normsys_code, s.histosys_code, s.clip_yields) != (
+        first.normsys_code,
+        first.histosys_code,
+        first.clip_yields,
+    ):
         return False
     known: dict = {}
     for member in group:
@@ -180,6 +184,7 @@ def _build(points: list[_Point], members: list[int]) -> UnionBatch:
         poisson_aux=tuple(aux_position[q] for q in poisson),
         normsys_code=first.normsys_code,
         histosys_code=first.histosys_code,
+        clip_yields=first.clip_yields,
     )
     numbers, padding = zip(*(_pad(p, structure, sets, slots) for p in points), strict=True)
     stacked = Numbers(*(np.stack(field) for field in zip(*numbers, strict=True)))

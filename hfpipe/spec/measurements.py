@@ -160,8 +160,10 @@ def check_measurements(
                 if strict:
                     _fail(message, file, [*at, "name"])
                 if warn:
+                    # in a background-only workspace the signal patch may add it
+                    fate = "unless a patch adds it" if problem else "setting ignored"
                     warnings.warn(
-                        f"{file}: {json_path([*at, 'name'])}: {message}; setting ignored",
+                        f"{file}: {json_path([*at, 'name'])}: {message}; {fate}",
                         SpecWarning,
                         stacklevel=4,
                     )

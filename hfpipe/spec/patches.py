@@ -9,9 +9,9 @@ import re
 import jsonpatch
 import jsonpointer
 
-from hfpipe.errors import InvalidPatch, InvalidWorkspace
+from hfpipe.errors import InvalidPatch, InvalidWorkspace, json_path
 
-from .io import is_path, load_json, source_label
+from .io import first_path, is_non_finite, is_path, load_json, source_label
 from .patchset import Patch
 from .schema import check_schema
 from .workspace import _validate
@@ -37,7 +37,68 @@ def load_patch(source: str | os.PathLike | list, *, name: str | None = None) -> 
         else ""
     )
     check_schema(doc, "jsonpatch.json", file=label, error=InvalidPatch, hint=hint)
+    bad = first_path(doc, is_non_finite)
+    if bad is not None:
+        raise InvalidPatch("not a finite number (NaN or infinity)", file=label, path=bad)
     return doc
+
+
+#: what lands where in a workspace: (pattern of the JSON pointer's tokens, definition);
+#: ``#`` stands for an array index (or ``-``, the end)
+_LOCATIONS = (
+    (("channels", "#"), "channel"),
+    (("channels", "#", "samples", "#"), "sample"),
+    (("channels", "#", "samples", "#", "data"), "counts"),
+    (("channels", "#", "samples", "#", "data", "#"), "number"),
+    (("channels", "#", "samples", "#", "modifiers", "#"), "modifier"),
+    (("observations", "#"), "observation"),
+    (("observations", "#", "data"), "counts"),
+    (("observations", "#", "data", "#"), "number"),
+    (("measurements", "#"), "measurement"),
+)
+
+
+def _location(pointer: str) -> str | None:
+    """The workspace schema definition of what an operation's value becomes, if known."""
+    tokens = pointer.split("/")[1:]
+    for pattern, definition in _LOCATIONS:
+        if len(tokens) == len(pattern) and all(
+            token == want or (want == "#" and (token == "-" or token.isdigit()))
+            for token, want in zip(tokens, pattern, strict=True)
+        ):
+            return definition
+    return None
+
+
+def _check_values(ops: list[dict], file: str, at: list) -> bool:
+    """Schema-check the value each add/replace operation puts into the workspace.
+
+    Returns whether every operation was an add or replace at a recognised location, in
+    which case the unpatched rest of an already validated workspace needs no new schema
+    check: only the cross-field rules. Errors point into the patch (``patch[1].value``).
+    """
+    complete = True
+    for i, op in enumerate(ops):
+        definition = _location(op["path"]) if op["op"] in ("add", "replace") else None
+        if definition is None:
+            complete = complete and op["op"] == "test"
+            continue
+        if definition == "number":
+            schema = "workspace.json#/definitions/counts"
+            value = [op["value"]]
+        else:
+            schema, value = f"workspace.json#/definitions/{definition}", op["value"]
+        try:
+            check_schema(value, schema, file=file, error=InvalidPatch, prefix=[*at, i, "value"])
+        except InvalidPatch as error:
+            if definition == "number":  # the error is about [value][0]: drop the index
+                error = InvalidPatch(error.problem, file=file, path=json_path([*at, i, "value"]))
+            raise InvalidPatch(
+                f"{error.problem} (the {definition} this operation puts at {op['path']})",
+                file=file,
+                path=error.path,
+            ) from None
+    return complete
 
 
 def _reason(exc: Exception) -> str:
@@ -69,7 +130,7 @@ def _own_path(doc: dict, pointer: str) -> None:
         container = child
 
 
-def _apply_one(doc: dict, ops: list[dict], file: str, where: str) -> dict:
+def _apply_one(doc: dict, ops: list[dict], file: str, at: list, point: str) -> dict:
     for i, op in enumerate(ops):
         if isinstance(op, dict):
             for key in ("path", "from"):
@@ -87,9 +148,9 @@ def _apply_one(doc: dict, ops: list[dict], file: str, where: str) -> dict:
             target = op.get("path", "?") if isinstance(op, dict) else "?"
             verb = op.get("op", "apply") if isinstance(op, dict) else "apply"
             raise InvalidPatch(
-                f"cannot {verb} {target or '(root)'}: {_reason(exc)}",
+                f"cannot {verb} {target or '(root)'}: {_reason(exc)}{point}",
                 file=file,
-                path=f"{where}patch[{i}]",
+                path=[*at, i],
             ) from None
     return doc
 
@@ -100,37 +161,56 @@ def apply_patches(
     *,
     file: str = "<patch>",
     validate: bool = True,
+    base_valid: bool = False,
 ) -> dict:
     """Apply JSON Patches in order to a copy of ``workspace`` and return the result.
 
     ``patches`` are operation lists (checked like :func:`load_patch`) or :class:`Patch`
-    objects of a patchset; ``file`` labels errors. A patch that does not apply raises
-    :class:`~hfpipe.errors.InvalidPatch` naming the patch, the failing operation
-    (``patch[3]``) and jsonpatch's reason. Unless ``validate`` is false, the result is then
-    validated (:func:`~hfpipe.spec.validate_workspace`), and an
-    :class:`~hfpipe.errors.InvalidWorkspace` says it is the patched workspace. Unlike
-    ``pyhf.PatchSet.apply``, this does not check the patchset's digest on every call: use
-    :func:`~hfpipe.spec.verify_patchset` once per workspace. Returns a plain ``dict``
-    that shares unpatched parts with ``workspace``: treat both as read-only.
+    objects of a patchset; ``file`` labels errors of operation lists (a ``Patch`` names
+    its own patchset file, and errors give the JSON path in it: ``patches[3].patch[1]``).
+    A patch that does not apply raises :class:`~hfpipe.errors.InvalidPatch` naming the
+    failing operation and jsonpatch's reason; a value that would break the workspace's
+    schema (a string among a sample's yields) raises it with the path into the patch.
+
+    Unless ``validate`` is false, the result is then validated (see
+    :func:`~hfpipe.spec.validate_workspace`); an :class:`~hfpipe.errors.InvalidWorkspace`
+    says it is the patched workspace. With ``base_valid`` (``workspace`` came from
+    :func:`~hfpipe.spec.load_workspace`) and patches that only add or replace whole
+    samples, modifiers, channels and the like (as signal patchsets do), the schema check
+    covers the patches' values only and the cross-field rules the whole result: about
+    ten times cheaper on ATLAS 1Lbb than validating it all again.
+
+    Unlike ``pyhf.PatchSet.apply``, this does not check the patchset's digest on every
+    call: use :func:`~hfpipe.spec.verify_patchset` once per workspace. Returns a plain
+    ``dict`` that shares unpatched parts with ``workspace``: treat both as read-only.
     """
     doc = dict(workspace)  # containers on each patched path are copied on write
     applied = []
+    values_checked = True
     for k, patch in enumerate(patches):
         if isinstance(patch, Patch):
-            ops, where, applied_name = list(patch.operations), f"{patch.name}: ", patch.name
+            ops, label, applied_name = list(patch.operations), patch.source or file, patch.name
+            at = list(patch.path)
+            point = f" (point {patch.name})" if patch.values else ""
         else:
-            ops = patch
-            where = f"patches[{k}]." if len(patches) > 1 else ""
-            applied_name = f"{file} {where.rstrip('.')}".strip()
-            prefix = ["patches", k, "patch"] if where else ["patch"]
-            check_schema(ops, "jsonpatch.json", file=file, error=InvalidPatch, prefix=prefix)
+            ops, label = patch, file
+            at = ["patches", k, "patch"] if len(patches) > 1 else ["patch"]
+            applied_name = f"{file} {json_path(at[:-1])}" if len(patches) > 1 else file
+            point = ""
+            check_schema(ops, "jsonpatch.json", file=file, error=InvalidPatch, prefix=at)
+            bad = first_path(ops, is_non_finite)
+            if bad is not None:
+                raise InvalidPatch(
+                    "not a finite number (NaN or infinity)", file=file, path=at + bad
+                )
+        values_checked &= _check_values(ops, label, at)
         # jsonpatch inserts an op's value itself, so the result shares it with the patch;
         # both are read-only, and later ops copy containers on their path before writing
-        doc = _apply_one(doc, ops, file, where)
+        doc = _apply_one(doc, ops, label, at, point)
         applied.append(applied_name)
     if validate:
         try:
-            _validate(doc, file, strict=False, warn=False)
+            _validate(doc, file, strict=False, warn=False, rules_only=base_valid and values_checked)
         except InvalidWorkspace as exc:
             raise InvalidWorkspace(
                 f"{exc.problem} (in the workspace patched with {', '.join(applied)})",

@@ -32,6 +32,10 @@ class Patch:
     name: str
     values: tuple[float | str, ...]
     operations: tuple[dict, ...]
+    #: where the patch comes from, for errors: the patchset file and the JSON path of the
+    #: operation list in it (``patches[3].patch``)
+    source: str = field(default="", compare=False)
+    path: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,6 @@ def _check_patches(doc: dict, label: str) -> None:
             )
         names[meta["name"]] = i
         point = tuple(meta["values"])
-        bad = first_path(point, is_non_finite)
-        if bad is not None:
-            raise InvalidPatchset(
-                "not a finite number (NaN or infinity)", file=label, path=[*at, "values", *bad]
-            )
         if len(point) != len(labels):
             raise InvalidPatchset(
                 f"{len(point)} value{'s' if len(point) != 1 else ''} but the patchset has "
@@ -131,8 +130,9 @@ def _value(item: Any) -> float | str:
 def load_patchset(source: str | os.PathLike | dict, *, name: str | None = None) -> PatchSet:
     """Load (from a path) or take a patchset dict, validate it, return a :class:`PatchSet`.
 
-    Checks pyhf's patchset schema 1.0.0 (with at least one digest: ``sha256`` or ``md5``)
-    and pyhf's rules (unique patch names, unique values, as many values as labels).
+    Checks pyhf's patchset schema 1.0.0 (with at least one digest: ``sha256`` or ``md5``),
+    finite numbers only, and pyhf's rules (unique patch names, unique values, as many
+    values as labels).
     Numeric values become floats. Raises :class:`~hfpipe.errors.InvalidPatchset` with
     the JSON path of the problem; ``name`` labels errors (default: the path).
     """
@@ -144,6 +144,9 @@ def load_patchset(source: str | os.PathLike | dict, *, name: str | None = None) 
         else ""
     )
     check_schema(doc, "patchset.json", file=label, error=InvalidPatchset, hint=hint)
+    bad = first_path(doc, is_non_finite)  # e.g. 1e999, which Python's parser makes inf
+    if bad is not None:
+        raise InvalidPatchset("not a finite number (NaN or infinity)", file=label, path=bad)
     _check_patches(doc, label)
     meta = doc["metadata"]
     patches = tuple(
@@ -151,8 +154,10 @@ def load_patchset(source: str | os.PathLike | dict, *, name: str | None = None) 
             name=spec["metadata"]["name"],
             values=tuple(_value(v) for v in spec["metadata"]["values"]),
             operations=tuple(spec["patch"]),
+            source=label,
+            path=("patches", i, "patch"),
         )
-        for spec in doc["patches"]
+        for i, spec in enumerate(doc["patches"])
     )
     return PatchSet(
         labels=tuple(meta["labels"]),

@@ -18,17 +18,20 @@ from .schema import check_schema, describe
 __all__ = ["load_workspace", "validate_workspace", "workspace_digest"]
 
 
-def _validate(ws: Any, file: str, *, strict: bool, warn: bool) -> None:
-    """validate_workspace, with the unknown-parameter warnings optional (for re-checks)."""
-    if not isinstance(ws, dict):
-        raise InvalidWorkspace(
-            f"a workspace is a JSON object, got {describe(ws)}", file=file, path=()
-        )
-    hint = "this looks like a patchset, not a workspace" if "patches" in ws else ""
-    check_schema(ws, "workspace.json", file=file, error=InvalidWorkspace, hint=hint)
-    where = first_path(ws, is_non_finite)
-    if where is not None:
-        raise InvalidWorkspace("not a finite number (NaN or infinity)", file=file, path=where)
+def _validate(ws: Any, file: str, *, strict: bool, warn: bool, rules_only: bool = False) -> None:
+    """validate_workspace, with the unknown-parameter warnings optional (for re-checks)
+    and, with ``rules_only``, without the schema and finiteness checks (for a patched
+    workspace whose base and patch values were checked already)."""
+    if not rules_only:
+        if not isinstance(ws, dict):
+            raise InvalidWorkspace(
+                f"a workspace is a JSON object, got {describe(ws)}", file=file, path=()
+            )
+        hint = "this looks like a patchset, not a workspace" if "patches" in ws else ""
+        check_schema(ws, "workspace.json", file=file, error=InvalidWorkspace, hint=hint)
+        where = first_path(ws, is_non_finite)
+        if where is not None:
+            raise InvalidWorkspace("not a finite number (NaN or infinity)", file=file, path=where)
     model = check_model(ws, file)
     check_observations(ws, model, file)
     check_measurements(ws, model, file, strict=strict, warn=warn)
