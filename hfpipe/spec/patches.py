@@ -204,9 +204,8 @@ def apply_patches(
                     "not a finite number (NaN or infinity)", file=file, path=at + bad
                 )
         values_checked &= _check_values(ops, label, at)
-        # jsonpatch inserts an op's value itself, so the result shares it with the patch;
-        # both are read-only, and later ops copy containers on their path before writing
-        doc = _apply_one(doc, ops, label, at, point)
+        # copy: jsonpatch inserts the op's value itself, which would alias the patch
+        doc = _apply_one(doc, copy.deepcopy(ops), label, at, point)
         applied.append(applied_name)
     if validate:
         try:
@@ -218,3 +217,4 @@ def apply_patches(
                 path=exc.path,
             ) from None
     return doc
+
