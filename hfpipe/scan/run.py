@@ -168,9 +168,8 @@ def _load(workspace, patchset):
 def _compile_point(ws, patch, settings: ScanSettings, file: str):
     """Patch (validating the result), compile, and check the expected yields of a point."""
     patched = spec.apply_patches(ws, [patch], file=file, base_valid=True)
-    spec.measurement_config(patched, settings.measurement, file=file)
-    name = settings.measurement or patched["measurements"][0]["name"]
-    measurement = next(m for m in patched["measurements"] if m["name"] == name)
+    # validated just now; compile_workspace checks the POI
+    measurement = spec.find_measurement(patched, settings.measurement, file=file)
     structure, numbers = compile_workspace(
         patched,
         measurement,

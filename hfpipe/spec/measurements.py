@@ -182,6 +182,18 @@ def check_measurements(
                 )
 
 
+def find_measurement(ws: dict, name: str | None = None, *, file: str = "<workspace>") -> dict:
+    """The named measurement object (``{"name", "config"}``), or the first one (pyhf's
+    default too); a one-line error names the known ones. Checks nothing else."""
+    measurements = ws.get("measurements") or []
+    if not measurements:
+        _fail("the workspace defines no measurement", file, ["measurements"])
+    known = [m["name"] for m in measurements]
+    if name is not None and name not in known:
+        _fail(f"no measurement named '{name}'; known: {', '.join(known)}", file, ["measurements"])
+    return measurements[0 if name is None else known.index(name)]
+
+
 def measurement_config(ws: dict, name: str | None = None, *, file: str = "<workspace>") -> dict:
     """The config (``poi``, ``parameters``) of the named measurement, or of the first one.
 
@@ -189,17 +201,9 @@ def measurement_config(ws: dict, name: str | None = None, *, file: str = "<works
     a single-component parameter of the model: a background-only workspace fails here
     until its signal patch is applied. Returns a copy.
     """
-    measurements = ws.get("measurements") or []
-    if not measurements:
-        _fail("the workspace defines no measurement", file, ["measurements"])
-    known = [m["name"] for m in measurements]
-    if name is None:
-        index = 0
-    elif name in known:
-        index = known.index(name)
-    else:
-        _fail(f"no measurement named '{name}'; known: {', '.join(known)}", file, ["measurements"])
-    config = measurements[index]["config"]
+    measurement = find_measurement(ws, name, file=file)
+    index = ws["measurements"].index(measurement)
+    config = measurement["config"]
     model = check_model(ws, file)
     problem = _poi_problem(config["poi"], model)
     if problem:

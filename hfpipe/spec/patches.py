@@ -217,4 +217,3 @@ def apply_patches(
                 path=exc.path,
             ) from None
     return doc
-
