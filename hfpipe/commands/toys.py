@@ -80,11 +80,10 @@ def toy_cls(
     the workspace's sha256.
     """
     from hfpipe import __version__
-    from hfpipe.infer.toys import toy_distributions
+    from hfpipe.infer.toys import toys
 
-    distributions = toy_distributions(
-        model.structure,
-        model.numbers,
+    distributions = toys(
+        model,
         mu,
         ntoys=ntoys,
         seed=seed,
