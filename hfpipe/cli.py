@@ -245,7 +245,10 @@ def fit(
 )
 @click.option("--poi-value", type=float, default=1.0, show_default=True)
 @click.option(
-    "--batch-size", type=int, default=None, help="Points per compiled call (default: 32)."
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Points per compiled call (default: 1 on a CPU, 64 on a GPU).",
 )
 @click.option("--measurement", help="Measurement name (default: the first).")
 @click.option(
