@@ -1,26 +1,34 @@
 """Upper limits on the POI: CLs(μ) = 1 - CL for the observed and the 5 expected curves.
 
-All curves of all models are solved together: each iteration is one batched
-hypothesis test with one row per (model, curve), each at its own μ. The root of
-``log CLs(μ) - log(1 - CL)`` is bracketed from μ = 0 (CLs = 1) by doubling, then found
-with the Illinois variant of regula falsi, which keeps a bracket (never diverges) and
-converges superlinearly. The POI's upper bound is raised where a tested μ needs it.
+All curves of all models are solved together. The root of ``log CLs(μ) - log(1 - CL)``
+is bracketed from μ = 0 (CLs = 1) by doubling, then found with the Illinois variant of
+regula falsi, which keeps a bracket (never diverges) and converges superlinearly.
+
+Most of an asymptotic hypothesis test does not depend on μ: the free fit to the
+observed data, the Asimov data set and its free fit. They are taken once from a
+hypothesis test of each model (:class:`CLsCurves`); every root-finding step then costs
+two fits per model and curve at most — the fit with the POI fixed at the curve's μ on
+the Asimov data (all six curves) and on the observed data (the observed curve) — each
+warm-started from the same row's fit of the step before. The POI's upper bound is
+raised where a tested μ needs it; the free fits keep the model's bounds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import numpy as np
 
-from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, batched
-from hfpipe.infer.hypotest import hypotest_batch
+from hfpipe.infer.asymptotics import cls_asymptotic
+from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, batched, fit_batch
+from hfpipe.infer.hypotest import HypotestResult, asimov_data, hypotest_batch, test_statistic
 from hfpipe.model.structure import Numbers, Structure
 
-__all__ = ["UpperLimits", "upper_limits_batch"]
+__all__ = ["CLsCurves", "UpperLimits", "upper_limits_batch"]
 
 _CURVES = 6  # observed, then expected -2σ … +2σ
+#: Test statistics whose CLs falls with μ above μ̂ (what an upper limit needs).
+LIMIT_TEST_STATISTICS = ("qtilde", "q")
 
 
 @dataclass
@@ -28,6 +36,84 @@ class UpperLimits:
     values: np.ndarray  # (n, 6): observed, expected -2σ, -1σ, median, +1σ, +2σ
     converged: np.ndarray  # (n,)
     message: np.ndarray  # (n,)
+
+
+class CLsCurves:
+    """CLs at any μ of the observed and the 5 expected curves of a batch of models.
+
+    Built from a hypothesis test of the same models (any tested μ), whose μ-independent
+    fits it reuses. Calling it with μ of shape (n, 6) — one value per model and curve —
+    runs one batched fit call and returns the CLs values (n, 6) and whether every fit
+    they rest on converged (n, 6).
+    """
+
+    def __init__(
+        self,
+        structure: Structure,
+        numbers: Numbers,
+        reference: HypotestResult,
+        *,
+        test_stat: str,
+        options: FitOptions = DEFAULT_OPTIONS,
+    ):
+        if test_stat not in LIMIT_TEST_STATISTICS:
+            raise ValueError(f"upper limits need test statistic qtilde or q, not {test_stat!r}")
+        n = len(reference.cls_obs)
+        numbers = batched(numbers, n)
+        fits = reference.fits
+        self.structure, self.test_stat, self.options, self.n = structure, test_stat, options, n
+        self.free, self.asimov_free = fits["free"], fits["asimov_free"]
+        observed = np.concatenate([numbers.observed, numbers.auxdata], axis=1)
+        asimov = np.asarray(asimov_data(structure, numbers, fits["asimov_generation"].pars))
+        # rows: (model, curve) on the Asimov data, model-major; then each model's
+        # observed data for the observed curve
+        repeat = np.repeat(np.arange(n), _CURVES)
+        self.rows = np.concatenate([repeat, np.arange(n)])
+        self.numbers = Numbers(*(np.asarray(field)[self.rows] for field in numbers))
+        self.data = np.concatenate([asimov[repeat], observed])
+        self.start = np.concatenate([fits["asimov_generation"].pars[repeat], self.free.pars])
+        self.reference_ok = np.all([f.converged for f in fits.values()], axis=0)
+
+    def __call__(self, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, poi = self.n, self.structure.poi_index
+        mu = np.broadcast_to(np.asarray(mu, dtype=float), (n, _CURVES))
+        row_mu = np.concatenate([mu.ravel(), mu[:, 0]])
+        init = self.start.copy()
+        init[:, poi] = row_mu
+        fixed = np.asarray(self.numbers.fixed).copy()
+        fixed[:, poi] = True
+        upper = np.asarray(self.numbers.upper).copy()
+        upper[:, poi] = np.maximum(upper[:, poi], 2.0 * row_mu)
+        fits = fit_batch(
+            self.structure,
+            self.numbers._replace(upper=upper),
+            self.data,
+            init=init,
+            fixed=fixed,
+            options=self.options,
+        )
+        # the next step's μ is close: start there
+        self.start = np.where(fits.converged[:, None], fits.pars, self.start)
+
+        k = n * _CURVES
+        asimov_fixed, observed_fixed = fits.twice_nll[:k].reshape(n, _CURVES), fits.twice_nll[k:]
+        q_asimov = test_statistic(
+            self.test_stat,
+            mu,
+            self.asimov_free.pars[:, poi, None],
+            asimov_fixed,
+            self.asimov_free.twice_nll[:, None],
+        )
+        q_observed = test_statistic(
+            self.test_stat, mu[:, 0], self.free.pars[:, poi], observed_fixed, self.free.twice_nll
+        )
+        observed_cls = cls_asymptotic(q_observed, q_asimov[:, 0], self.test_stat)[0]
+        # expected curve j (1…5) is band entry j-1 of its own μ's Asimov test statistic
+        band = cls_asymptotic(q_asimov[:, 1:], q_asimov[:, 1:], self.test_stat)[3]
+        expected_cls = band[:, np.arange(5), np.arange(5)]
+        converged = fits.converged[:k].reshape(n, _CURVES) & self.reference_ok[:, None]
+        converged[:, 0] &= fits.converged[k:]
+        return np.column_stack([observed_cls, expected_cls]), converged
 
 
 def upper_limits_batch(
@@ -39,28 +125,25 @@ def upper_limits_batch(
     tolerance: float = 1e-4,
     max_iterations: int = 40,
     options: FitOptions = DEFAULT_OPTIONS,
+    reference: HypotestResult | None = None,
 ) -> UpperLimits:
     """Upper limits for every model of a batch (``numbers`` with a leading axis).
 
     ``tolerance`` is relative on μ (absolute below μ = 1): the returned limit lies
-    within it of the root of CLs(μ) = 1 - CL.
+    within it of the root of CLs(μ) = 1 - CL. ``reference``: a hypothesis test of the
+    same models (at any μ), whose μ-independent fits are reused; by default one at
+    μ = 1 is run here.
     """
-    n = np.shape(numbers.nominal)[0] if np.ndim(numbers.nominal) == 2 else 1
+    if reference is None:
+        reference = hypotest_batch(structure, numbers, 1.0, test_stat=test_stat, options=options)
+    curves = CLsCurves(structure, numbers, reference, test_stat=test_stat, options=options)
+    n = curves.n
     alpha = 1.0 - cl
-    rows = jax.tree.map(lambda a: np.repeat(np.asarray(a), _CURVES, axis=0), batched(numbers, n))
-    poi = structure.poi_index
 
     def log_excess(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        upper = np.asarray(rows.upper).copy()
-        upper[:, poi] = np.maximum(upper[:, poi], 2.0 * mu)
-        result = hypotest_batch(
-            structure, rows._replace(upper=upper), mu, test_stat=test_stat, options=options
-        )
-        # row i*6 + k follows curve k of model i: observed, then expected -2σ … +2σ
-        curves = np.column_stack([result.cls_obs, result.cls_exp])
-        cls = curves[np.arange(n * _CURVES), np.tile(np.arange(_CURVES), n)]
+        cls, ok = curves(mu.reshape(n, _CURVES))
         with np.errstate(divide="ignore"):
-            return np.log(np.clip(cls, 1e-300, None)) - np.log(alpha), result.converged
+            return np.log(np.clip(cls.ravel(), 1e-300, None)) - np.log(alpha), ok.ravel()
 
     lo, g_lo = np.zeros(n * _CURVES), np.full(n * _CURVES, -np.log(alpha))  # CLs(0) = 1
     hi = np.ones(n * _CURVES)

@@ -89,6 +89,8 @@ class ScanSettings:
             raise HfpipeError(f"calctype must be asymptotics or toybased, not {self.calctype!r}")
         if self.calctype == "toybased" and self.upper_limits:
             raise HfpipeError("upper limits are computed with asymptotics only, not toys")
+        if self.upper_limits and self.test_stat not in ("qtilde", "q"):
+            raise HfpipeError(f"upper limits need test statistic qtilde or q, not {self.test_stat}")
 
 
 def _device() -> str:
@@ -114,7 +116,7 @@ def run_batch(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings) ->
     limits = None
     if settings.upper_limits:
         limits = upper_limits_batch(
-            batch.structure, numbers, cl=settings.cl, test_stat=settings.test_stat
+            batch.structure, numbers, cl=settings.cl, test_stat=settings.test_stat, reference=result
         )
     seconds = (time.perf_counter() - start) / len(rows)
     out = []
