@@ -46,6 +46,16 @@ for dir in /dev /dev/pts /dev/shm /proc /tmp /root /home; do bind "$dir"; done
 parent=$(dirname "$checkout")
 [ "$parent" = / ] && parent=$checkout
 bind "$parent"
+# folders beside the checkout that are links elsewhere (a `shared` data folder linked in,
+# say): jobs inside the chroot resolve the link, so its target must be there too
+for link in "$parent"/*; do
+    [ -L "$link" ] && [ -d "$link" ] || continue
+    target=$(realpath "$link")
+    case "$target" in
+    /tmp/* | /root/* | /home/* | "$parent"/*) ;;
+    *) bind "$target" ;;
+    esac
+done
 # the Python the jobs run must be reachable inside the chroot too
 python_prefix=$(python3 -c 'import os, sys; print(os.path.realpath(sys.base_prefix))')
 case "$python_prefix" in
