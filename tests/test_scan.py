@@ -149,3 +149,29 @@ def test_upper_limits_sit_at_cls_005(load_analysis, shared_data):
     theirs = reference.set_index("point").loc["ERJR_300p0_100p0", limit_columns].to_numpy(float)
     np.testing.assert_allclose(ours, theirs, rtol=5e-3)
     json.dumps(frame.to_dict())  # plain values only
+
+
+def test_cls_curves_equal_full_hypothesis_tests():
+    """The limits' shortcut (μ-independent fits reused, warm starts) gives the CLs of a
+    full hypothesis test at every μ, for each curve."""
+    from hfpipe.infer.limits import CLsCurves
+
+    workspace = spec.load_workspace(EXAMPLE / "BkgOnly.json")
+    patchset = spec.load_patchset(EXAMPLE / "patchset.json")
+    model = compile_model(spec.apply_patches(workspace, [patchset[patchset.names[0]]]))
+    reference = hypotest_batch(model.structure, model.numbers, 1.0)
+    curves = CLsCurves(model.structure, model.numbers, reference, test_stat="qtilde")
+    for mus in ([0.3, 0.5, 0.8, 1.1, 1.7, 2.5], [2.0, 0.2, 4.0, 0.7, 1.3, 0.9]):
+        cls, ok = curves(np.array([mus]))
+        assert ok.all()
+        full = hypotest_batch(model.structure, model.numbers, np.array(mus))
+        expected = [full.cls_obs[0], *[full.cls_exp[k + 1][k] for k in range(5)]]
+        np.testing.assert_allclose(cls[0], expected, rtol=1e-6, atol=1e-9)
+
+
+def test_upper_limits_refuse_q0():
+    from hfpipe.errors import HfpipeError
+    from hfpipe.scan import ScanSettings
+
+    with pytest.raises(HfpipeError, match="qtilde or q"):
+        ScanSettings(upper_limits=True, test_stat="q0")
