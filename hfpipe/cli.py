@@ -6,9 +6,11 @@ Bad input ends in one line on stderr (file, JSON path, problem) and exit code 2;
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections import Counter
+from dataclasses import dataclass, fields
 
 import click
 import numpy as np
@@ -34,7 +36,55 @@ _CLIP_OPTION = click.option(
 )
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the model options of ``cls`` and ``fit`` name: a workspace, the patches to
+    apply (files and/or one patchset point) and the compile settings."""
+
+    workspace: str
+    patches: tuple[str, ...]
+    patchset: str | None
+    point: str | None
+    measurement: str | None
+    normsys_code: str
+    histosys_code: str
+    clip_negative_yields: bool
+
+    def compile(self):
+        """Load, patch (checking the patchset against the workspace) and compile."""
+        from hfpipe import spec
+        from hfpipe.model import compile_model
+
+        ws = spec.load_workspace(self.workspace)
+        chosen = [
+            spec.Patch(path, (), tuple(spec.load_patch(path)), source=path) for path in self.patches
+        ]
+        if (self.patchset is None) != (self.point is None):
+            raise HfpipeError("--patchset and --point go together")
+        if self.patchset is not None:
+            loaded = spec.load_patchset(self.patchset)
+            spec.verify_patchset(loaded, ws, file=self.patchset)
+            chosen.append(loaded[self.point])
+        return compile_model(
+            ws,
+            patches=chosen,
+            measurement=self.measurement,
+            normsys_code=self.normsys_code,
+            histosys_code=self.histosys_code,
+            clip_negative_yields=self.clip_negative_yields,
+            file=self.workspace,
+        )
+
+
 def _model_options(command):
+    """Add the model options to a command, which receives them as one ``ModelInputs``
+    (its first argument)."""
+
+    @functools.wraps(command)
+    def with_inputs(**kwargs):
+        inputs = ModelInputs(**{f.name: kwargs.pop(f.name) for f in fields(ModelInputs)})
+        return command(inputs, **kwargs)
+
     options = [
         click.argument("workspace", type=click.Path(dir_okay=False)),
         click.option(
@@ -64,40 +114,8 @@ def _model_options(command):
         _CLIP_OPTION,
     ]
     for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _compile(
-    workspace,
-    patches,
-    patchset,
-    point,
-    measurement,
-    normsys_code,
-    histosys_code,
-    clip_negative_yields,
-):
-    from hfpipe import spec
-    from hfpipe.model import compile_model
-
-    ws = spec.load_workspace(workspace)
-    chosen = [spec.Patch(path, (), tuple(spec.load_patch(path)), source=path) for path in patches]
-    if (patchset is None) != (point is None):
-        raise HfpipeError("--patchset and --point go together")
-    if patchset is not None:
-        loaded = spec.load_patchset(patchset)
-        spec.verify_patchset(loaded, ws, file=patchset)
-        chosen.append(loaded[point])
-    return compile_model(
-        ws,
-        patches=chosen,
-        measurement=measurement,
-        normsys_code=normsys_code,
-        histosys_code=histosys_code,
-        clip_negative_yields=clip_negative_yields,
-        file=workspace,
-    )
+        with_inputs = option(with_inputs)
+    return with_inputs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,19 +132,7 @@ def main() -> None:
 @click.option("--poi-value", type=float, default=1.0, show_default=True)
 @toy_options
 @_one_line_errors
-def cls(
-    workspace,
-    patches,
-    patchset,
-    point,
-    measurement,
-    normsys_code,
-    histosys_code,
-    clip_negative_yields,
-    test_stat,
-    poi_value,
-    **toy_settings,
-):
+def cls(inputs: ModelInputs, test_stat, poi_value, **toy_settings):
     """CLs of WORKSPACE at --poi-value (JSON on stdout, pyhf's keys), asymptotic or toy-based.
 
     CLs_exp lists the expected CLs at -2σ, -1σ, median, +1σ, +2σ. For q0 the values are
@@ -134,19 +140,11 @@ def cls(
     """
     from hfpipe.infer import hypotest_batch
 
-    model = _compile(
-        workspace,
-        patches,
-        patchset,
-        point,
-        measurement,
-        normsys_code,
-        histosys_code,
-        clip_negative_yields,
-    )
+    model = inputs.compile()
     if toy_settings.pop("calctype") == "toybased":
-        inputs = {"workspace": workspace, "patches": list(patches), "patchset": patchset}
-        toy_cls(model, poi_value, test_stat, inputs | {"point": point}, **toy_settings)
+        named = {"workspace": inputs.workspace, "patches": list(inputs.patches)}
+        named |= {"patchset": inputs.patchset, "point": inputs.point}
+        toy_cls(model, poi_value, test_stat, named, **toy_settings)
         return
     result = hypotest_batch(model.structure, model.numbers, poi_value, test_stat=test_stat)
     if not result.converged[0]:
@@ -165,33 +163,14 @@ def cls(
 @_model_options
 @click.option("--fixed-poi", type=float, help="Hold the POI at this value.")
 @_one_line_errors
-def fit(
-    workspace,
-    patches,
-    patchset,
-    point,
-    measurement,
-    normsys_code,
-    histosys_code,
-    clip_negative_yields,
-    fixed_poi,
-):
+def fit(inputs: ModelInputs, fixed_poi):
     """Maximum-likelihood fit: best-fit values, Hesse uncertainties, -2 log L."""
     import jax.numpy as jnp
 
     from hfpipe.infer import fit_batch, hesse_uncertainties
     from hfpipe.infer.fit import covariance_warning
 
-    model = _compile(
-        workspace,
-        patches,
-        patchset,
-        point,
-        measurement,
-        normsys_code,
-        histosys_code,
-        clip_negative_yields,
-    )
+    model = inputs.compile()
     numbers = model.numbers
     init, fixed = np.array(numbers.init), np.array(numbers.fixed)
     if fixed_poi is not None:
