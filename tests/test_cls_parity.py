@@ -64,3 +64,19 @@ def test_stalled_first_order_fit_is_detected_and_recovered(load_analysis):
     newton = fit_batch(model.structure, model.numbers, data)
     assert newton.converged[0] and newton.method[0] == "newton"
     assert recovered.twice_nll[0] == pytest.approx(newton.twice_nll[0], abs=1e-6)
+
+
+def test_minuit_retry_stops_at_its_time_limit(load_analysis):
+    """A MIGRAD retry out of time returns the best point it evaluated (here: none yet,
+    so its start) instead of holding the scan; with time it improves on the start."""
+    from hfpipe.infer.fit import _minuit
+
+    workspace, patchset, _ = load_analysis("atlas-3l-erjr")
+    model = compile_model(spec.apply_patches(workspace, [patchset["ERJR_100p0_20p0"]]))
+    data = np.asarray(model.observed_data())
+    start = np.asarray(model.numbers.init, dtype=float)
+    fixed = np.asarray(model.numbers.fixed)
+    stopped = _minuit(model.structure, model.numbers, data, start, fixed, seconds=0.0)
+    np.testing.assert_array_equal(stopped, start)
+    finished = _minuit(model.structure, model.numbers, data, start, fixed, seconds=60.0)
+    assert finished[model.poi_index] == pytest.approx(0.4906, abs=2e-2)

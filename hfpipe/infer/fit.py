@@ -15,6 +15,7 @@ detection and recovery can be demonstrated and tested.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 
 import jax
@@ -46,6 +47,8 @@ class FitOptions:
     edm_tolerance: float = 1e-9  # in units of -2 log L
     first_method: str = "newton"  # or "lbfgsb" (first-order; for diagnostics)
     retry: bool = True
+    #: wall-clock limit of one MIGRAD retry, after which its best point so far is polished
+    retry_seconds: float = 60.0
 
 
 DEFAULT_OPTIONS = FitOptions()
@@ -140,13 +143,26 @@ def _scipy_lbfgsb(structure, numbers, data, init, fixed):
     return x_all
 
 
-def _minuit(structure, numbers, data, start, fixed):
+class _OutOfTime(Exception):
+    """Raised inside MIGRAD's objective to stop a retry at its time limit."""
+
+
+def _minuit(structure, numbers, data, start, fixed, seconds: float):
+    """MIGRAD (strategy 2) from ``start``; returns its result, or the best point it
+    evaluated if it ran past ``seconds`` (a pathological input must not hold a scan)."""
     import iminuit
 
     value_and_grad, _ = _single(structure)
+    deadline = time.monotonic() + seconds
+    best = [np.inf, np.asarray(start, dtype=float)]
 
     def fun(x):
-        return float(value_and_grad(numbers, jnp.asarray(x), data)[0])
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        value = float(value_and_grad(numbers, jnp.asarray(x), data)[0])
+        if value < best[0]:
+            best[:] = [value, np.array(x)]
+        return value
 
     def grad(x):
         return np.asarray(value_and_grad(numbers, jnp.asarray(x), data)[1])
@@ -157,7 +173,10 @@ def _minuit(structure, numbers, data, start, fixed):
     minuit.tol = 1e-6
     minuit.limits = list(zip(np.asarray(numbers.lower), np.asarray(numbers.upper), strict=True))
     minuit.fixed = list(np.asarray(fixed, dtype=bool))
-    minuit.migrad(ncall=100_000)
+    try:
+        minuit.migrad(ncall=100_000)
+    except _OutOfTime:
+        return best[1]
     return np.asarray(minuit.values)
 
 
@@ -267,7 +286,7 @@ def bound_warnings(structure: Structure, numbers: Numbers, pars, fixed) -> np.nd
 def _retry(structure, numbers, data, fixed, options, i, result: FitResult) -> None:
     """MIGRAD from the best point so far, then a Newton polish; update row ``i`` in place."""
     row = _row(numbers, i)
-    start = _minuit(structure, row, data[i], result.pars[i], fixed[i])
+    start = _minuit(structure, row, data[i], result.pars[i], fixed[i], options.retry_seconds)
     polish = _newton_batch(structure, options)(
         jax.tree.map(lambda a: a[None], row),
         data[i][None],
