@@ -640,6 +640,49 @@ def test_apply_patch_does_not_modify_inputs():
     assert patch[0]["value"]["data"] == [2.0]
 
 
+#: one operation of every kind, each writing somewhere else in BASE
+EVERY_OPERATION = [
+    *ADD_SIGNAL,
+    {"op": "replace", "path": "/channels/0/samples/1/data/0", "value": 51.0},
+    {"op": "remove", "path": "/channels/0/samples/1/modifiers/2"},
+    {
+        "op": "move",
+        "from": "/channels/0/samples/0/modifiers/1",
+        "path": "/channels/1/samples/0/modifiers/-",
+    },
+    {"op": "copy", "from": "/observations/1", "path": "/observations/-"},
+    {"op": "test", "path": "/version", "value": "1.0.0"},
+]
+
+
+def test_apply_patch_copies_only_what_it_changes():
+    """Copy-on-write: the containers on the operations' paths are new, everything else is
+    the base's own object (shared, not copied), and the base is never modified."""
+    ws = base()
+    out = apply_patches(ws, [copy.deepcopy(EVERY_OPERATION)], validate=False)
+    assert ws == BASE
+    assert out != BASE
+    for changed in [out, out["channels"], out["channels"][0]["samples"][1]["data"]]:
+        assert all(changed is not original for original in _containers(ws))
+    shared = [
+        out["channels"][0]["samples"][1]["modifiers"][0],  # beside a removed modifier
+        out["channels"][1]["samples"][0]["data"],  # beside a moved-in modifier
+        out["observations"][0],
+        out["measurements"],
+    ]
+    for part in shared:
+        assert any(part is original for original in _containers(ws))
+
+
+def _containers(doc) -> list:
+    """Every dict and list in a JSON document."""
+    if isinstance(doc, dict):
+        return [doc, *(c for value in doc.values() for c in _containers(value))]
+    if isinstance(doc, list):
+        return [doc, *(c for value in doc for c in _containers(value))]
+    return []
+
+
 @pytest.mark.parametrize(
     ("patch", "path", "phrase"),
     [
@@ -884,6 +927,14 @@ def test_atlas_patches_match_pyhf(analysis):
     assert measurement_config(ours)["poi"] == "mu_SIG"
     ours = apply_patches(ws, [ps[second]], file=ps.source)
     assert ours == reference[second].apply(ws)
+
+
+def test_atlas_patches_leave_the_workspace_alone(analysis):
+    """Every point of the patchset applied to one workspace: its digest never changes."""
+    ws, ps = analysis["ws"], analysis["ps"]
+    for patch in ps:
+        apply_patches(ws, [patch], file=ps.source, base_valid=True)
+    assert workspace_digest(ws) == ps.digests["sha256"]
 
 
 def test_3l_mu_bg_setting_warns(shared_data: Path):

@@ -19,7 +19,7 @@ from typing import Any
 
 from hfpipe.errors import InputError
 
-__all__ = ["first_path", "is_non_finite", "is_path", "load_json", "source_label"]
+__all__ = ["copy_json", "first_path", "is_non_finite", "is_path", "load_json", "source_label"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -64,6 +64,23 @@ def first_path(doc: Any, predicate: Callable[[Any], bool]) -> list | None:
         return False
 
     return path if visit(doc) else None
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of parsed JSON (dicts, lists, scalars; tuples too), several times
+    faster than ``copy.deepcopy``: no memo, as JSON has no cycles or shared nodes, and
+    the leaves are immutable."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [item if type(item) in _SCALARS else copy_json(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(copy_json(item) for item in value)
+    return value
+
+
+#: leaf types of parsed JSON, which copies share
+_SCALARS = frozenset({float, int, str, bool, type(None)})
 
 
 def is_non_finite(value: Any) -> bool:

@@ -11,7 +11,7 @@ import jsonpointer
 
 from hfpipe.errors import InvalidPatch, InvalidWorkspace, json_path
 
-from .io import first_path, is_non_finite, is_path, load_json, source_label
+from .io import copy_json, first_path, is_non_finite, is_path, load_json, source_label
 from .patchset import Patch
 from .schema import check_schema
 from .workspace import _validate
@@ -205,7 +205,7 @@ def apply_patches(
                 )
         values_checked &= _check_values(ops, label, at)
         # copy: jsonpatch inserts the op's value itself, which would alias the patch
-        doc = _apply_one(doc, copy.deepcopy(ops), label, at, point)
+        doc = _apply_one(doc, copy_json(ops), label, at, point)
         applied.append(applied_name)
     if validate:
         try:
