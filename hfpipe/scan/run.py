@@ -177,9 +177,9 @@ def _load(workspace, patchset):
     return ws, ps
 
 
-def _compile_point(ws, patch, settings: ScanSettings, file: str):
+def _compile_point(base: spec.PatchBase, patch, settings: ScanSettings, file: str):
     """Patch (validating the result), compile, and check the expected yields of a point."""
-    patched = spec.apply_patches(ws, [patch], file=file, base_valid=True)
+    patched = spec.apply_patches(base, [patch], file=file)
     # validated just now; compile_workspace checks the POI
     measurement = spec.find_measurement(patched, settings.measurement, file=file)
     structure, numbers = compile_workspace(
@@ -235,6 +235,7 @@ def scan(
         analysis = ps.name or ps.analysis_id or "analysis"
     reuse = reuse or {}
 
+    background = spec.PatchBase.of(ws)  # validated by _load
     base = [_base_record(analysis, patch, ps.labels, settings) for patch in patches]
     rows: dict[int, dict] = {}
     compiled, compiled_index = [], []
@@ -242,7 +243,7 @@ def scan(
         if patch.name in reuse:
             continue
         try:
-            compiled.append(_compile_point(ws, patch, settings, file))
+            compiled.append(_compile_point(background, patch, settings, file))
             compiled_index.append(i)
         except HfpipeError as error:
             rows[i] = base[i] | {"status": "invalid", "message": str(error), "device": _device()}
