@@ -28,6 +28,7 @@ from hfpipe.infer import FitOptions, hypotest_batch
 from hfpipe.infer.limits import upper_limits_batch
 from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, ToyFitsFailed, toy_distributions
 from hfpipe.model import check_yields, compile_workspace
+from hfpipe.model.compile import SampleCache
 from hfpipe.scan.columns import EXPECTED_COLUMNS, LIMIT_COLUMNS, column_order
 from hfpipe.scan.union import UnionBatch, unify
 
@@ -177,8 +178,13 @@ def _load(workspace, patchset):
     return ws, ps
 
 
-def _compile_point(base: spec.PatchBase, patch, settings: ScanSettings, file: str):
-    """Patch (validating the result), compile, and check the expected yields of a point."""
+def _compile_point(
+    base: spec.PatchBase, cache: SampleCache, patch, settings: ScanSettings, file: str
+):
+    """Patch (validating the result), compile, and check the expected yields of a point.
+
+    ``base`` and ``cache`` hold what checking and compiling the background found, so a
+    point costs about what its own (signal) samples do."""
     patched = spec.apply_patches(base, [patch], file=file)
     # validated just now; compile_workspace checks the POI
     measurement = spec.find_measurement(patched, settings.measurement, file=file)
@@ -189,6 +195,7 @@ def _compile_point(base: spec.PatchBase, patch, settings: ScanSettings, file: st
         histosys_code=settings.histosys_code,
         clip_yields=settings.clip_negative_yields,
         file=file,
+        cache=cache,
     )
     check_yields(structure, numbers, workspace=patched, file=f"{file} (point {patch.name})")
     return structure, numbers
@@ -236,6 +243,7 @@ def scan(
     reuse = reuse or {}
 
     background = spec.PatchBase.of(ws)  # validated by _load
+    compiled_background = SampleCache(background.workspace)
     base = [_base_record(analysis, patch, ps.labels, settings) for patch in patches]
     rows: dict[int, dict] = {}
     compiled, compiled_index = [], []
@@ -243,7 +251,7 @@ def scan(
         if patch.name in reuse:
             continue
         try:
-            compiled.append(_compile_point(background, patch, settings, file))
+            compiled.append(_compile_point(background, compiled_background, patch, settings, file))
             compiled_index.append(i)
         except HfpipeError as error:
             rows[i] = base[i] | {"status": "invalid", "message": str(error), "device": _device()}
