@@ -12,7 +12,6 @@ import gzip
 import json
 import math
 import os
-import pickle
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -68,10 +67,22 @@ def first_path(doc: Any, predicate: Callable[[Any], bool]) -> list | None:
 
 
 def copy_json(value: Any) -> Any:
-    """A deep copy of parsed JSON (dicts, lists, numbers, strings), by a pickle round
-    trip: three times faster than ``copy.deepcopy`` on a 1Lbb signal patch, as all of
-    the work is in C."""
-    return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    """A deep copy of parsed JSON (dicts, lists, numbers, strings; tuples too), two to
+    three times faster than ``copy.deepcopy``: JSON has no cycles or shared nodes to
+    remember, and its numbers and strings are immutable, so they are shared."""
+    if isinstance(value, dict):
+        return {
+            key: item if type(item) in _LEAVES else copy_json(item) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [item if type(item) in _LEAVES else copy_json(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(item if type(item) in _LEAVES else copy_json(item) for item in value)
+    return value
+
+
+#: the immutable values of parsed JSON
+_LEAVES = frozenset({float, int, str, bool, type(None)})
 
 
 def is_non_finite(value: Any) -> bool:
