@@ -165,12 +165,19 @@ def _samples(
     return names, bins, samples
 
 
-def _names(samples: list[_Sample], kind: str) -> Iterable[str]:
-    """The names of the modifiers of one type, sample after sample (repeats included)."""
-    return chain.from_iterable(s.compiled.names[kind] for s in samples)
+def _names_by_type(samples: list[_Sample]) -> dict[str, dict[str, None]]:
+    """Per modifier type, the names of its modifiers in the order first met (the keys)."""
+    return {
+        kind: dict.fromkeys(chain.from_iterable(s.compiled.names[kind] for s in samples))
+        for kind in MODIFIER_TYPES
+    }
 
 
-def _default_settings(kind: str, name: str, samples: list[_Sample], nbins: dict) -> _Defaults:
+def _default_settings(
+    kind: str, name: str, samples: list[_Sample], carriers: list[_Sample], nbins: dict
+) -> _Defaults:
+    """pyhf's settings of a parameter; ``carriers``: the samples with its modifier, in
+    model order (needed by the per-bin types only)."""
     if kind in ("histosys", "normsys"):
         return _Defaults(1, [0.0], [(-5.0, 5.0)], [False], auxdata=[0.0], sigmas=[1.0])
     if kind == "normfactor":
@@ -178,7 +185,6 @@ def _default_settings(kind: str, name: str, samples: list[_Sample], nbins: dict)
     if kind == "lumi":
         # pyhf takes lumi's value, bounds and width from the measurement only.
         return _Defaults(1, [], [], [False])
-    carriers = [s for s in samples if (kind, name) in s.modifiers]
     first = carriers[0]
     size = nbins[first.channel]
     if kind == "shapefactor":
@@ -195,24 +201,22 @@ def _default_settings(kind: str, name: str, samples: list[_Sample], nbins: dict)
             auxdata=list(tau),
             factors=list(tau),
         )
-    # staterror: combined relative width over the samples carrying it, per bin it covers
+    # staterror: combined relative width over the samples carrying it, per bin it covers;
+    # the sums run over samples in model order, as bincount adds its weights in order
     total_bins = sum(nbins.values())
     covered = np.zeros(total_bins, dtype=bool)
-    nominal_sum = np.zeros(total_bins)
-    for s in carriers:
-        covered[s.first_bin : s.first_bin + len(s.nominal)] = True
+    covered[_bins(carriers)] = True
     # pyhf sums per sample name, over channels; only the bins covered are read
     carrier_names = {s.name for s in carriers}
     carrier_channels = {s.channel for s in carriers}
-    for s in samples:
-        if s.name in carrier_names and s.channel in carrier_channels:
-            nominal_sum[s.first_bin : s.first_bin + len(s.nominal)] += s.nominal
-    sum_sq = np.zeros(total_bins)
-    for s in carriers:
-        sl = slice(s.first_bin, s.first_bin + len(s.nominal))
-        delta = np.asarray(s.modifiers[(kind, name)]["data"], dtype=float)
-        total = nominal_sum[sl]
-        sum_sq[sl] += np.where(total > 0, (delta / np.where(total > 0, total, 1.0)) ** 2, 0.0)
+    summed = [s for s in samples if s.name in carrier_names and s.channel in carrier_channels]
+    nominal = np.concatenate([s.nominal for s in summed])
+    nominal_sum = np.bincount(_bins(summed), weights=nominal, minlength=total_bins)
+    bins = _bins(carriers)
+    delta = np.concatenate([s.modifiers[(kind, name)]["data"] for s in carriers], dtype=float)
+    total = nominal_sum[bins]
+    relative = np.where(total > 0, (delta / np.where(total > 0, total, 1.0)) ** 2, 0.0)
+    sum_sq = np.bincount(bins, weights=relative, minlength=total_bins)
     sigmas = np.sqrt(sum_sq[covered])
     fixed = sigmas == 0
     sigmas[fixed] = 1.0
@@ -227,25 +231,43 @@ def _default_settings(kind: str, name: str, samples: list[_Sample], nbins: dict)
     )
 
 
-def _parameter_order(samples: list[_Sample]) -> list[tuple[str, str]]:
-    """(kind, name) of each parameter set, in pyhf's order."""
+def _per_bin_carriers(samples: list[_Sample]) -> dict[tuple[str, str], list[_Sample]]:
+    """For each per-bin modifier (type, name), the samples carrying it, in model order."""
+    carriers: dict[tuple[str, str], list[_Sample]] = {}
+    for s in samples:
+        for kind in _PER_BIN:
+            for name in s.compiled.names[kind]:
+                carriers.setdefault((kind, name), []).append(s)
+    return carriers
+
+
+def _bins(samples: list[_Sample]) -> np.ndarray:
+    """The global bins of the samples' slots, one after the other."""
+    return np.concatenate([np.arange(s.first_bin, s.first_bin + len(s.nominal)) for s in samples])
+
+
+def _parameter_order(names: Mapping[str, Mapping[str, None]]) -> list[tuple[str, str]]:
+    """(kind, name) of each parameter set, in pyhf's order, from :func:`_names_by_type`."""
     order: list[tuple[str, str]] = []
     seen: set[str] = set()
     for kind in MODIFIER_TYPES:
-        names = _names(samples, kind)
-        for name in sorted(set(names)) if kind == "staterror" else dict.fromkeys(names):
+        for name in sorted(names[kind]) if kind == "staterror" else names[kind]:
             if name not in seen:
                 seen.add(name)
                 order.append((kind, name))
     return order
 
 
-def _check_name_reuse(samples: list[_Sample], file: str) -> None:
-    """Only a normsys and a histosys may share a name (set operations over the samples'
-    names; the walk over every modifier runs only to word an error)."""
-    used = {kind: set(_names(samples, kind)) for kind in MODIFIER_TYPES}
+def _check_name_reuse(
+    samples: list[_Sample], names: Mapping[str, Mapping[str, None]], file: str
+) -> None:
+    """Only a normsys and a histosys may share a name (set operations on the names of
+    :func:`_names_by_type`; the walk over every modifier runs only to word an error)."""
     pairs = combinations(MODIFIER_TYPES, 2)
-    if not any(used[a] & used[b] for a, b in pairs if {a, b} != {"normsys", "histosys"}):
+    shared = (
+        names[a].keys() & names[b].keys() for a, b in pairs if {a, b} != {"normsys", "histosys"}
+    )
+    if not any(shared):
         return
     kinds: dict[str, set[str]] = {}
     for s in samples:
@@ -314,14 +336,16 @@ def compile_workspace(
     if histosys_code not in HISTOSYS_CODES:
         raise ValueError(f"histosys code must be one of {HISTOSYS_CODES}, got {histosys_code!r}")
     channels, channel_bins, samples = _samples(workspace, cache)
-    _check_name_reuse(samples, file)
+    names = _names_by_type(samples)
+    _check_name_reuse(samples, names, file)
+    carriers = _per_bin_carriers(samples)
     nbins = dict(zip(channels, channel_bins, strict=True))
     user = {p["name"]: p for p in measurement["config"].get("parameters", [])}
 
     parameter_sets, settings = [], []
     start = 0
-    for kind, name in _parameter_order(samples):
-        defaults = _default_settings(kind, name, samples, nbins)
+    for kind, name in _parameter_order(names):
+        defaults = _default_settings(kind, name, samples, carriers.get((kind, name)), nbins)
         setting = _apply_measurement(name, kind, defaults, user.get(name, {}), file)
         parameter_sets.append(ParameterSet(name, kind, start, defaults.size, _CONSTRAINT[kind]))
         settings.append(setting)
@@ -346,9 +370,11 @@ def compile_workspace(
     slot_bin = tuple(s.first_bin + b for s in samples for b in range(len(s.nominal)))
     nominal = np.concatenate([s.nominal for s in samples]) if samples else np.zeros(0)
     factor_params, factor_mask = _factor_mask(samples, index, n_slots)
-    normsys_params, normsys_hi, normsys_lo = _variation_rows(samples, "normsys", index, n_slots)
+    normsys_params, normsys_hi, normsys_lo = _variation_rows(
+        samples, "normsys", names["normsys"], index, n_slots
+    )
     histosys_params, histosys_up, histosys_down = _variation_rows(
-        samples, "histosys", index, n_slots
+        samples, "histosys", names["histosys"], index, n_slots
     )
 
     normal_params, poisson_params, normal_aux, poisson_aux = [], [], [], []
@@ -450,12 +476,16 @@ def _staterror_components(samples: list[_Sample]) -> dict[str, dict[int, int]]:
 
 
 def _variation_rows(
-    samples: list[_Sample], kind: str, index: Mapping[str, ParameterSet], n_slots: int
+    samples: list[_Sample],
+    kind: str,
+    names: Iterable[str],
+    index: Mapping[str, ParameterSet],
+    n_slots: int,
 ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
-    """The parameters of the normsys or histosys modifiers and their two rows of slots:
-    the factors (hi, lo), or the deltas (hi - nominal, nominal - lo); slots a parameter
-    does not act on hold no effect (factor 1, delta 0)."""
-    start = {name: index[name].start for name in dict.fromkeys(_names(samples, kind))}
+    """The parameters of the normsys or histosys modifiers (``names``) and their two rows
+    of slots: the factors (hi, lo), or the deltas (hi - nominal, nominal - lo); slots a
+    parameter does not act on hold no effect (factor 1, delta 0)."""
+    start = {name: index[name].start for name in names}
     params = tuple(sorted(set(start.values())))
     row_of_start = {parameter: r for r, parameter in enumerate(params)}
     row = {name: row_of_start[first] for name, first in start.items()}
@@ -463,8 +493,8 @@ def _variation_rows(
     first = np.full((len(params), n_slots), no_effect)
     second = np.full((len(params), n_slots), no_effect)
     for s in samples:
-        if s.compiled.names[kind]:
-            rows = list(map(row.__getitem__, s.compiled.names[kind]))
-            values = s.compiled.variations[kind]
-            first[rows, s.slots], second[rows, s.slots] = values
+        carried = s.compiled.names[kind]
+        if carried:
+            rows = np.fromiter(map(row.__getitem__, carried), np.intp, len(carried))
+            first[rows, s.slots], second[rows, s.slots] = s.compiled.variations[kind]
     return params, first, second
