@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from hfpipe import spec
-from hfpipe.model import Numbers, compile_workspace
-from hfpipe.model.compile import SampleCache
+from hfpipe.model import Numbers, SampleCache, compile_workspace
 
 
 @pytest.mark.parametrize(("analysis", "every"), [("atlas-3l-erjr", 1), ("atlas-1lbb", 10)])

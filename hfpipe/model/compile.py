@@ -174,7 +174,7 @@ def _names_by_type(samples: list[_Sample]) -> dict[str, dict[str, None]]:
 
 
 def _default_settings(
-    kind: str, name: str, samples: list[_Sample], carriers: list[_Sample], nbins: dict
+    kind: str, name: str, samples: list[_Sample], carriers: list[_Sample] | None, nbins: dict
 ) -> _Defaults:
     """pyhf's settings of a parameter; ``carriers``: the samples with its modifier, in
     model order (needed by the per-bin types only)."""

