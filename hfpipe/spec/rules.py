@@ -190,7 +190,7 @@ def check_patched_model(ws: dict, file: str, base: CheckedModel) -> ModelInfo:
     base workspace, so they are found by identity; when every one of them is still in its
     channel (same index), its own checks hold and its parameters are registered already,
     and only the samples the patches added or changed need the walk over modifiers (the
-    signal samples of a patchset: on ATLAS 1Lbb, 5 of 73 samples, 500 of 10,000
+    signal samples of a patchset: on ATLAS 1Lbb, 5 of 74 samples, 530 of 10,000
     modifiers). Otherwise (a patch removed or moved a base sample) this is check_model.
 
     The verdict is check_model's, as name clashes do not depend on the order modifiers
