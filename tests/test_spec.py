@@ -24,6 +24,7 @@ from hfpipe.errors import (
 )
 from hfpipe.spec import (
     Patch,
+    PatchBase,
     PatchSet,
     SpecWarning,
     apply_patches,
@@ -640,6 +641,49 @@ def test_apply_patch_does_not_modify_inputs():
     assert patch[0]["value"]["data"] == [2.0]
 
 
+#: one operation of every kind, each writing somewhere else in BASE
+EVERY_OPERATION = [
+    *ADD_SIGNAL,
+    {"op": "replace", "path": "/channels/0/samples/1/data/0", "value": 51.0},
+    {"op": "remove", "path": "/channels/0/samples/1/modifiers/2"},
+    {
+        "op": "move",
+        "from": "/channels/0/samples/0/modifiers/1",
+        "path": "/channels/1/samples/0/modifiers/-",
+    },
+    {"op": "copy", "from": "/observations/1", "path": "/observations/-"},
+    {"op": "test", "path": "/version", "value": "1.0.0"},
+]
+
+
+def test_apply_patch_copies_only_what_it_changes():
+    """Copy-on-write: the containers on the operations' paths are new, everything else is
+    the base's own object (shared, not copied), and the base is never modified."""
+    ws = base()
+    out = apply_patches(ws, [copy.deepcopy(EVERY_OPERATION)], validate=False)
+    assert ws == BASE
+    assert out != BASE
+    for changed in [out, out["channels"], out["channels"][0]["samples"][1]["data"]]:
+        assert all(changed is not original for original in _containers(ws))
+    shared = [
+        out["channels"][0]["samples"][1]["modifiers"][0],  # beside a removed modifier
+        out["channels"][1]["samples"][0]["data"],  # beside a moved-in modifier
+        out["observations"][0],
+        out["measurements"],
+    ]
+    for part in shared:
+        assert any(part is original for original in _containers(ws))
+
+
+def _containers(doc) -> list:
+    """Every dict and list in a JSON document."""
+    if isinstance(doc, dict):
+        return [doc, *(c for value in doc.values() for c in _containers(value))]
+    if isinstance(doc, list):
+        return [doc, *(c for value in doc for c in _containers(value))]
+    return []
+
+
 @pytest.mark.parametrize(
     ("patch", "path", "phrase"),
     [
@@ -698,6 +742,137 @@ def test_patch_that_breaks_the_workspace():
         "channels[1].samples[0].modifiers[0].data",
         "(in the workspace patched with p.json)",
     )
+
+
+def _sample(name: str, data: list, *modifiers: tuple) -> dict:
+    """A sample with modifiers given as (name, type, data)."""
+    mods = [{"name": n, "type": t, "data": d} for n, t, d in modifiers]
+    return {"name": name, "data": data, "modifiers": mods}
+
+
+def _add(where: str, value) -> dict:
+    return {"op": "add", "path": where, "value": value}
+
+
+NORM = {"hi": 1.1, "lo": 0.9}
+#: patches checked with and without the base's recorded checks; each breaks one rule in
+#: a sample it adds or changes, most against a sample the base already had
+PATCHED_MODELS = {
+    "type-clash-with-base": [
+        _add("/channels/0/samples/-", _sample("s", [1, 1], ("bkg_norm", "normfactor", None)))
+    ],
+    "type-clash-before-base": [
+        _add("/channels/0/samples/0", _sample("s", [1, 1], ("bkg_norm", "normfactor", None)))
+    ],
+    "shapesys-reused": [
+        _add("/channels/1/samples/-", _sample("s", [1], ("uncorr", "shapesys", [1.0])))
+    ],
+    "staterror-other-channel": [
+        _add("/channels/1/samples/-", _sample("bkg2", [1], ("stat_SR", "staterror", [0.1])))
+    ],
+    "staterror-new-sample-name-in-other-channel": [
+        _add("/channels/1/samples/-", _sample("signal", [1], ("stat_SR", "staterror", [0.1])))
+    ],
+    "duplicate-sample": [_add("/channels/1/samples/-", _sample("bkg", [1]))],
+    "duplicate-sample-before-base": [_add("/channels/0/samples/0", _sample("bkg", [1, 2]))],
+    "bins": [_add("/channels/0/samples/-", _sample("s", [1]))],
+    "bins-first-sample": [_add("/channels/0/samples/0", _sample("s", [1, 2, 3]))],
+    "histosys-length": [
+        _add(
+            "/channels/0/samples/-",
+            _sample("s", [1, 1], ("h", "histosys", {"hi_data": [1], "lo_data": [1, 1]})),
+        )
+    ],
+    "modifier-twice": [
+        _add(
+            "/channels/0/samples/-",
+            _sample("s", [1, 1], ("n", "normsys", NORM), ("n", "normsys", NORM)),
+        )
+    ],
+    "shapefactor-sizes": [
+        _add("/channels/0/samples/-", _sample("s", [1, 1], ("sf", "shapefactor", None))),
+        _add("/channels/1/samples/-", _sample("s", [1], ("sf", "shapefactor", None))),
+    ],
+    "lumi-as-normfactor": [
+        _add("/channels/1/samples/-", _sample("s", [1], ("lumi", "normfactor", None)))
+    ],
+    "channel-without-observation": [
+        {
+            "op": "add",
+            "path": "/channels/-",
+            "value": {"name": "VR", "samples": [_sample("s", [1])]},
+        }
+    ],
+    "setting-size": [
+        _add("/channels/0/samples/-", _sample("s", [1, 1], ("sf", "shapefactor", None))),
+        _add("/measurements/0/config/parameters/-", {"name": "sf", "inits": [1.0]}),
+    ],
+    "poi-per-bin": [
+        {"op": "replace", "path": "/channels/0/samples/0/modifiers/0/type", "value": "shapefactor"}
+    ],
+    "base-sample-replaced": [
+        {"op": "replace", "path": "/channels/0/samples/1/data", "value": [1.0]}
+    ],
+    "base-sample-moved": [
+        {"op": "move", "from": "/channels/0/samples/1", "path": "/channels/1/samples/-"}
+    ],
+    "base-sample-moved-to-a-new-channel": [  # valid were it still in its channel
+        _add("/channels/-", {"name": "VR", "samples": [_sample("v", [1, 1])]}),
+        _add("/observations/-", {"name": "VR", "data": [1, 1]}),
+        _add("/channels/0/samples/-", _sample("x", [1, 1], ("stat_SR", "staterror", [1, 1]))),
+        {"op": "move", "from": "/channels/0/samples/1", "path": "/channels/2/samples/-"},
+    ],
+    "base-sample-copied": [
+        {"op": "copy", "from": "/channels/0/samples/1", "path": "/channels/1/samples/-"}
+    ],
+    # valid: the recorded checks must not reject these
+    "valid-signal": ADD_SIGNAL,
+    "valid-shared-staterror": [
+        _add("/channels/0/samples/0", _sample("s", [1, 1], ("stat_SR", "staterror", [0.1, 0.1])))
+    ],
+    "valid-shared-normsys-histosys": [
+        _add(
+            "/channels/1/samples/-",
+            _sample("s", [1], ("bkg_norm", "histosys", {"hi_data": [1.2], "lo_data": [0.8]})),
+        )
+    ],
+    "valid-new-channel": [
+        {
+            "op": "add",
+            "path": "/channels/0",
+            "value": {"name": "VR", "samples": [_sample("s", [1], ("uncorr2", "shapesys", [0.5]))]},
+        },
+        {"op": "add", "path": "/observations/-", "value": {"name": "VR", "data": [1]}},
+    ],
+    "valid-staterror-over-two-channels": [
+        _add(
+            "/channels/1/samples/0/modifiers/-",
+            {"name": "stat_SR", "type": "staterror", "data": [1.0]},
+        )
+    ],
+    "valid-base-sample-removed": [{"op": "remove", "path": "/channels/0/samples/0/modifiers/1"}],
+}
+
+
+@pytest.mark.parametrize("patch", list(PATCHED_MODELS.values()), ids=list(PATCHED_MODELS))
+def test_patched_workspace_checks_agree_with_a_full_check(patch):
+    """The checks that reuse the base's (a PatchBase's, kept from call to call, or one
+    made for the call) give the verdict and the very error of validating all again."""
+
+    def outcome(target, **options) -> str:
+        try:
+            apply_patches(target, [copy.deepcopy(patch)], file="p.json", **options)
+        except InputError as error:
+            return str(error)
+        return "valid"
+
+    full = outcome(base())
+    assert outcome(PatchBase.of(base())) == outcome(base(), base_valid=True) == full
+    assert full.startswith("valid") == ("valid" in patch_id(patch))
+
+
+def patch_id(patch) -> str:
+    return next(name for name, value in PATCHED_MODELS.items() if value is patch)
 
 
 # ---------------------------------------------------------------------------------------
@@ -884,6 +1059,14 @@ def test_atlas_patches_match_pyhf(analysis):
     assert measurement_config(ours)["poi"] == "mu_SIG"
     ours = apply_patches(ws, [ps[second]], file=ps.source)
     assert ours == reference[second].apply(ws)
+
+
+def test_atlas_patches_leave_the_workspace_alone(analysis):
+    """Every point of the patchset applied to one workspace: its digest never changes."""
+    ws, ps = analysis["ws"], analysis["ps"]
+    for patch in ps:
+        apply_patches(ws, [patch], file=ps.source, base_valid=True)
+    assert workspace_digest(ws) == ps.digests["sha256"]
 
 
 def test_3l_mu_bg_setting_warns(shared_data: Path):

@@ -1,6 +1,6 @@
 """Compile pyhf workspaces into JAX arrays: a hashable structure plus batched numbers."""
 
-from hfpipe.model.compile import compile_workspace
+from hfpipe.model.compile import SampleCache, compile_workspace
 from hfpipe.model.model import Model, compile_model, compiled_functions
 from hfpipe.model.physical import check_yields
 from hfpipe.model.structure import Numbers, ParameterSet, Structure
@@ -9,6 +9,7 @@ __all__ = [
     "Model",
     "Numbers",
     "ParameterSet",
+    "SampleCache",
     "Structure",
     "check_yields",
     "compile_model",

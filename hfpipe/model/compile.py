@@ -15,12 +15,19 @@ The semantics are pyhf 0.7.6's, modifier by modifier:
 
 Parameters are ordered as pyhf orders them (grouped by modifier type, first seen in a
 walk over channels and samples sorted by name) and named as pyhf names them.
+
+Compiling goes in two steps: each sample on its own (its nominal yields and the
+variations its modifiers carry, :func:`_compile_sample`), then the model from its
+samples (parameter order and settings, and the rows of every array). A scan compiles the
+background's samples once (:class:`SampleCache`) and reuses them at every signal point,
+whose own samples are then most of the work left.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain, combinations
 
 import numpy as np
 
@@ -28,7 +35,7 @@ from hfpipe.errors import InvalidWorkspace
 from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
 from hfpipe.model.structure import MODIFIER_TYPES, Numbers, ParameterSet, Structure
 
-__all__ = ["compile_workspace"]
+__all__ = ["SampleCache", "compile_workspace"]
 
 _CONSTRAINT = {
     "histosys": "normal",
@@ -40,16 +47,90 @@ _CONSTRAINT = {
     "shapefactor": None,
 }
 _PER_BIN = ("shapefactor", "shapesys", "staterror")
+#: modifier types whose parameters multiply slots (rows of the factor mask)
+_FACTOR_TYPES = ("lumi", "normfactor", *_PER_BIN)
 
 
-@dataclass
-class _Sample:
-    channel: str
-    name: str
+@dataclass(frozen=True, eq=False)
+class _CompiledSample:
+    """One sample dict compiled on its own: all that does not depend on the other samples."""
+
+    source: Mapping  # the sample dict
     nominal: np.ndarray
     modifiers: dict[tuple[str, str], dict]  # (type, name) -> modifier; last one wins
+    names: dict[str, tuple[str, ...]]  # modifier type -> names, in the order of ``modifiers``
+    #: per modifier of names["normsys"] its factors (hi, lo), arrays (k, 1); per modifier of
+    #: names["histosys"] its deltas (hi - nominal, nominal - lo), arrays (k, bins)
+    variations: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _compile_sample(sample: Mapping) -> _CompiledSample:
+    """Compile a sample dict; its modifiers are ordered by name, then type (pyhf's walk)."""
+    modifiers = {(m["type"], m["name"]): m for m in sample["modifiers"]}
+    ordered = dict(sorted(modifiers.items(), key=lambda kv: (kv[0][1], kv[0][0])))
+    names = {kind: tuple(n for t, n in ordered if t == kind) for kind in MODIFIER_TYPES}
+    nominal = np.asarray(sample["data"], dtype=float)
+    normsys = [ordered["normsys", name]["data"] for name in names["normsys"]]
+    histosys = [ordered["histosys", name]["data"] for name in names["histosys"]]
+
+    def templates(key: str) -> np.ndarray:
+        rows = [data[key] for data in histosys]
+        return np.array(rows, dtype=float).reshape(len(rows), len(nominal))
+
+    def factors(key: str) -> np.ndarray:
+        return np.array([data[key] for data in normsys], dtype=float).reshape(-1, 1)
+
+    variations = {
+        "normsys": (factors("hi"), factors("lo")),
+        "histosys": (templates("hi_data") - nominal, nominal - templates("lo_data")),
+    }
+    return _CompiledSample(sample, nominal, ordered, names, variations)
+
+
+class SampleCache:
+    """The compiled samples of a base workspace, for every workspace patched from it.
+
+    :func:`~hfpipe.spec.apply_patches` copies only what a patch changes, so the samples
+    it leaves alone are the base's own dicts in the result, and :meth:`get` finds them
+    by identity: a point of a patchset compiles its signal samples only. The cache keeps
+    every base sample alive, so that no other object can take its id; the base must not
+    change afterwards, which a :class:`~hfpipe.spec.PatchBase`'s workspace never does.
+    """
+
+    def __init__(self, workspace: Mapping) -> None:
+        samples = [sample for channel in workspace["channels"] for sample in channel["samples"]]
+        self._compiled = {id(sample): _compile_sample(sample) for sample in samples}
+
+    def get(self, sample: Mapping) -> _CompiledSample:
+        """The base's compiled ``sample`` if it is one of the base's, else a new one."""
+        hit = self._compiled.get(id(sample))
+        return hit if hit is not None and hit.source is sample else _compile_sample(sample)
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """A compiled sample at its place in the model."""
+
+    channel: str
     first_slot: int
     first_bin: int
+    compiled: _CompiledSample
+
+    @property
+    def name(self) -> str:
+        return self.compiled.source["name"]
+
+    @property
+    def nominal(self) -> np.ndarray:
+        return self.compiled.nominal
+
+    @property
+    def modifiers(self) -> dict[tuple[str, str], dict]:
+        return self.compiled.modifiers
+
+    @property
+    def slots(self) -> slice:
+        return slice(self.first_slot, self.first_slot + len(self.nominal))
 
 
 @dataclass
@@ -65,7 +146,10 @@ class _Defaults:
     factors: list[float] = field(default_factory=list)
 
 
-def _samples(workspace: Mapping) -> tuple[list[str], list[int], list[_Sample]]:
+def _samples(
+    workspace: Mapping, cache: SampleCache | None
+) -> tuple[list[str], list[int], list[_Sample]]:
+    """Channel names and sizes, and the compiled samples, in pyhf's order (by name)."""
     channels = sorted(workspace["channels"], key=lambda c: c["name"])
     names, bins, samples = [], [], []
     slot = first_bin = 0
@@ -74,26 +158,26 @@ def _samples(workspace: Mapping) -> tuple[list[str], list[int], list[_Sample]]:
         names.append(channel["name"])
         bins.append(nbins)
         for sample in sorted(channel["samples"], key=lambda s: s["name"]):
-            modifiers = {(m["type"], m["name"]): m for m in sample["modifiers"]}
-            ordered = dict(sorted(modifiers.items(), key=lambda kv: (kv[0][1], kv[0][0])))
-            samples.append(
-                _Sample(
-                    channel["name"],
-                    sample["name"],
-                    np.asarray(sample["data"], dtype=float),
-                    ordered,
-                    slot,
-                    first_bin,
-                )
-            )
+            compiled = cache.get(sample) if cache is not None else _compile_sample(sample)
+            samples.append(_Sample(channel["name"], slot, first_bin, compiled))
             slot += nbins
         first_bin += nbins
     return names, bins, samples
 
 
-def _default_settings(kind: str, name: str, samples: list[_Sample], nbins: dict) -> _Defaults:
-    carriers = [s for s in samples if (kind, name) in s.modifiers]
-    first = carriers[0]
+def _names_by_type(samples: list[_Sample]) -> dict[str, dict[str, None]]:
+    """Per modifier type, the names of its modifiers in the order first met (the keys)."""
+    return {
+        kind: dict.fromkeys(chain.from_iterable(s.compiled.names[kind] for s in samples))
+        for kind in MODIFIER_TYPES
+    }
+
+
+def _default_settings(
+    kind: str, name: str, samples: list[_Sample], carriers: list[_Sample] | None, nbins: dict
+) -> _Defaults:
+    """pyhf's settings of a parameter; ``carriers``: the samples with its modifier, in
+    model order (needed by the per-bin types only)."""
     if kind in ("histosys", "normsys"):
         return _Defaults(1, [0.0], [(-5.0, 5.0)], [False], auxdata=[0.0], sigmas=[1.0])
     if kind == "normfactor":
@@ -101,6 +185,7 @@ def _default_settings(kind: str, name: str, samples: list[_Sample], nbins: dict)
     if kind == "lumi":
         # pyhf takes lumi's value, bounds and width from the measurement only.
         return _Defaults(1, [], [], [False])
+    first = carriers[0]
     size = nbins[first.channel]
     if kind == "shapefactor":
         return _Defaults(size, [1.0] * size, [(0.0, 10.0)] * size, [False] * size)
@@ -116,22 +201,22 @@ def _default_settings(kind: str, name: str, samples: list[_Sample], nbins: dict)
             auxdata=list(tau),
             factors=list(tau),
         )
-    # staterror: combined relative width over the samples carrying it, per bin it covers
+    # staterror: combined relative width over the samples carrying it, per bin it covers;
+    # the sums run over samples in model order, as bincount adds its weights in order
     total_bins = sum(nbins.values())
     covered = np.zeros(total_bins, dtype=bool)
-    nominal_sum = np.zeros(total_bins)
-    for s in carriers:
-        covered[s.first_bin : s.first_bin + len(s.nominal)] = True
-    carrier_names = {s.name for s in carriers}  # pyhf sums per sample name, over channels
-    for s in samples:
-        if s.name in carrier_names:
-            nominal_sum[s.first_bin : s.first_bin + len(s.nominal)] += s.nominal
-    sum_sq = np.zeros(total_bins)
-    for s in carriers:
-        sl = slice(s.first_bin, s.first_bin + len(s.nominal))
-        delta = np.asarray(s.modifiers[(kind, name)]["data"], dtype=float)
-        total = nominal_sum[sl]
-        sum_sq[sl] += np.where(total > 0, (delta / np.where(total > 0, total, 1.0)) ** 2, 0.0)
+    covered[_bins(carriers)] = True
+    # pyhf sums per sample name, over channels; only the bins covered are read
+    carrier_names = {s.name for s in carriers}
+    carrier_channels = {s.channel for s in carriers}
+    summed = [s for s in samples if s.name in carrier_names and s.channel in carrier_channels]
+    nominal = np.concatenate([s.nominal for s in summed])
+    nominal_sum = np.bincount(_bins(summed), weights=nominal, minlength=total_bins)
+    bins = _bins(carriers)
+    delta = np.concatenate([s.modifiers[(kind, name)]["data"] for s in carriers], dtype=float)
+    total = nominal_sum[bins]
+    relative = np.where(total > 0, (delta / np.where(total > 0, total, 1.0)) ** 2, 0.0)
+    sum_sq = np.bincount(bins, weights=relative, minlength=total_bins)
     sigmas = np.sqrt(sum_sq[covered])
     fixed = sigmas == 0
     sigmas[fixed] = 1.0
@@ -146,23 +231,44 @@ def _default_settings(kind: str, name: str, samples: list[_Sample], nbins: dict)
     )
 
 
-def _parameter_order(samples: list[_Sample]) -> list[tuple[str, str]]:
-    """(kind, name) of each parameter set, in pyhf's order."""
+def _per_bin_carriers(samples: list[_Sample]) -> dict[tuple[str, str], list[_Sample]]:
+    """For each per-bin modifier (type, name), the samples carrying it, in model order."""
+    carriers: dict[tuple[str, str], list[_Sample]] = {}
+    for s in samples:
+        for kind in _PER_BIN:
+            for name in s.compiled.names[kind]:
+                carriers.setdefault((kind, name), []).append(s)
+    return carriers
+
+
+def _bins(samples: list[_Sample]) -> np.ndarray:
+    """The global bins of the samples' slots, one after the other."""
+    return np.concatenate([np.arange(s.first_bin, s.first_bin + len(s.nominal)) for s in samples])
+
+
+def _parameter_order(names: Mapping[str, Mapping[str, None]]) -> list[tuple[str, str]]:
+    """(kind, name) of each parameter set, in pyhf's order, from :func:`_names_by_type`."""
     order: list[tuple[str, str]] = []
     seen: set[str] = set()
     for kind in MODIFIER_TYPES:
-        if kind == "staterror":
-            names = sorted({n for s in samples for (t, n) in s.modifiers if t == kind})
-        else:
-            names = [n for s in samples for (t, n) in s.modifiers if t == kind]
-        for name in names:
+        for name in sorted(names[kind]) if kind == "staterror" else names[kind]:
             if name not in seen:
                 seen.add(name)
                 order.append((kind, name))
     return order
 
 
-def _check_name_reuse(samples: list[_Sample], file: str) -> None:
+def _check_name_reuse(
+    samples: list[_Sample], names: Mapping[str, Mapping[str, None]], file: str
+) -> None:
+    """Only a normsys and a histosys may share a name (set operations on the names of
+    :func:`_names_by_type`; the walk over every modifier runs only to word an error)."""
+    pairs = combinations(MODIFIER_TYPES, 2)
+    shared = (
+        names[a].keys() & names[b].keys() for a, b in pairs if {a, b} != {"normsys", "histosys"}
+    )
+    if not any(shared):
+        return
     kinds: dict[str, set[str]] = {}
     for s in samples:
         for kind, name in s.modifiers:
@@ -214,27 +320,32 @@ def compile_workspace(
     histosys_code: str = "code4p",
     clip_yields: bool = False,
     file: str = "<workspace>",
+    cache: SampleCache | None = None,
 ) -> tuple[Structure, Numbers]:
     """Compile a validated workspace and one of its measurements.
 
     ``measurement`` is the measurement's object (``{"name": ..., "config": {...}}``).
     ``clip_yields`` clips expected bin yields at a small positive floor in the likelihood
     (an opt-in for unphysical models, see :mod:`hfpipe.model.physical`).
+    ``cache``: the compiled samples of the workspace this one was patched from, reused
+    where the patches left them alone (the result is the same, bit for bit).
     Returns the structure and the numbers (observed data included).
     """
     if normsys_code not in NORMSYS_CODES:
         raise ValueError(f"normsys code must be one of {NORMSYS_CODES}, got {normsys_code!r}")
     if histosys_code not in HISTOSYS_CODES:
         raise ValueError(f"histosys code must be one of {HISTOSYS_CODES}, got {histosys_code!r}")
-    channels, channel_bins, samples = _samples(workspace)
-    _check_name_reuse(samples, file)
+    channels, channel_bins, samples = _samples(workspace, cache)
+    names = _names_by_type(samples)
+    _check_name_reuse(samples, names, file)
+    carriers = _per_bin_carriers(samples)
     nbins = dict(zip(channels, channel_bins, strict=True))
     user = {p["name"]: p for p in measurement["config"].get("parameters", [])}
 
     parameter_sets, settings = [], []
     start = 0
-    for kind, name in _parameter_order(samples):
-        defaults = _default_settings(kind, name, samples, nbins)
+    for kind, name in _parameter_order(names):
+        defaults = _default_settings(kind, name, samples, carriers.get((kind, name)), nbins)
         setting = _apply_measurement(name, kind, defaults, user.get(name, {}), file)
         parameter_sets.append(ParameterSet(name, kind, start, defaults.size, _CONSTRAINT[kind]))
         settings.append(setting)
@@ -258,37 +369,13 @@ def compile_workspace(
     slot_labels = tuple((s.channel, s.name, b) for s in samples for b in range(len(s.nominal)))
     slot_bin = tuple(s.first_bin + b for s in samples for b in range(len(s.nominal)))
     nominal = np.concatenate([s.nominal for s in samples]) if samples else np.zeros(0)
-
-    factor_rows: dict[int, np.ndarray] = {}
-    normsys_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    histosys_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def row(rows: dict, key: int, make):
-        if key not in rows:  # (dict.setdefault would build the default every time)
-            rows[key] = make()
-        return rows[key]
-
-    for s in samples:
-        slots = slice(s.first_slot, s.first_slot + len(s.nominal))
-        for (kind, name), modifier in s.modifiers.items():
-            ps = index[name]
-            if kind in ("normfactor", "lumi"):
-                row(factor_rows, ps.start, lambda: np.zeros(n_slots, bool))[slots] = True
-            elif kind in _PER_BIN:
-                components = _components(ps, kind, s, samples)
-                for b, component in enumerate(components):
-                    row(factor_rows, component, lambda: np.zeros(n_slots, bool))[
-                        s.first_slot + b
-                    ] = True
-            elif kind == "normsys":
-                hi, lo = row(normsys_rows, ps.start, lambda: (np.ones(n_slots), np.ones(n_slots)))
-                hi[slots], lo[slots] = modifier["data"]["hi"], modifier["data"]["lo"]
-            elif kind == "histosys":
-                up, down = row(
-                    histosys_rows, ps.start, lambda: (np.zeros(n_slots), np.zeros(n_slots))
-                )
-                up[slots] = np.asarray(modifier["data"]["hi_data"], float) - s.nominal
-                down[slots] = s.nominal - np.asarray(modifier["data"]["lo_data"], float)
+    factor_params, factor_mask = _factor_mask(samples, index, n_slots)
+    normsys_params, normsys_hi, normsys_lo = _variation_rows(
+        samples, "normsys", names["normsys"], index, n_slots
+    )
+    histosys_params, histosys_up, histosys_down = _variation_rows(
+        samples, "histosys", names["histosys"], index, n_slots
+    )
 
     normal_params, poisson_params, normal_aux, poisson_aux = [], [], [], []
     auxdata, sigmas, factors = [], [], []
@@ -307,9 +394,6 @@ def compile_workspace(
                 poisson_aux.append(position)
                 factors.append(setting.factors[k])
 
-    factor_params = tuple(sorted(factor_rows))
-    normsys_params = tuple(sorted(normsys_rows))
-    histosys_params = tuple(sorted(histosys_rows))
     structure = Structure(
         parameter_sets=tuple(parameter_sets),
         poi_name=poi,
@@ -332,11 +416,11 @@ def compile_workspace(
     bounds = np.array([b for setting in settings for b in setting.bounds], dtype=float)
     numbers = Numbers(
         nominal=nominal,
-        factor_mask=_stack([factor_rows[p] for p in factor_params], (0, n_slots), bool),
-        normsys_hi=_stack([normsys_rows[p][0] for p in normsys_params], (0, n_slots)),
-        normsys_lo=_stack([normsys_rows[p][1] for p in normsys_params], (0, n_slots)),
-        histosys_up=_stack([histosys_rows[p][0] for p in histosys_params], (0, n_slots)),
-        histosys_down=_stack([histosys_rows[p][1] for p in histosys_params], (0, n_slots)),
+        factor_mask=factor_mask,
+        normsys_hi=normsys_hi,
+        normsys_lo=normsys_lo,
+        histosys_up=histosys_up,
+        histosys_down=histosys_down,
         normal_sigma=np.asarray(sigmas, dtype=float),
         poisson_factor=np.asarray(factors, dtype=float),
         observed=np.concatenate([np.asarray(observations[c], dtype=float) for c in channels]),
@@ -349,26 +433,68 @@ def compile_workspace(
     return structure, numbers
 
 
-def _components(ps: ParameterSet, kind: str, sample: _Sample, samples: list[_Sample]) -> list[int]:
-    """Parameter index acting on each bin of ``sample`` for a per-bin modifier.
+def _factor_mask(
+    samples: list[_Sample], index: Mapping[str, ParameterSet], n_slots: int
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """The multiplicative parameters and, per parameter, the slots it multiplies.
 
-    shapefactor and shapesys map component i to bin i of every channel they act in;
-    staterror components run over the bins it covers, in global bin order (pyhf).
+    normfactor and lumi act on every slot of a sample carrying them; a per-bin modifier's
+    component i on bin i (shapefactor, shapesys) or, for staterror, the components run
+    over the bins it covers, in global bin order (pyhf).
     """
-    nb = len(sample.nominal)
-    if kind != "staterror":
-        return [ps.start + b for b in range(nb)]
-    covered = sorted(
-        {
-            s.first_bin + b
-            for s in samples
-            if (kind, ps.name) in s.modifiers
-            for b in range(len(s.nominal))
-        }
-    )
-    position = {g: i for i, g in enumerate(covered)}
-    return [ps.start + position[sample.first_bin + b] for b in range(nb)]
+    staterror_components = _staterror_components(samples)
+    rows: dict[int, np.ndarray] = {}
+    for s in samples:
+        bins = range(len(s.nominal))
+        for kind in _FACTOR_TYPES:
+            for name in s.compiled.names[kind]:
+                start = index[name].start
+                if kind in ("normfactor", "lumi"):
+                    targets = [(start, s.slots)]
+                elif kind == "staterror":
+                    component = staterror_components[name]
+                    targets = [(start + component[s.first_bin + b], s.first_slot + b) for b in bins]
+                else:
+                    targets = [(start + b, s.first_slot + b) for b in bins]
+                for parameter, slots in targets:
+                    if parameter not in rows:
+                        rows[parameter] = np.zeros(n_slots, bool)
+                    rows[parameter][slots] = True
+    params = tuple(sorted(rows))
+    mask = np.stack([rows[p] for p in params]) if rows else np.zeros((0, n_slots), bool)
+    return params, mask
 
 
-def _stack(rows: list[np.ndarray], empty_shape: tuple[int, int], dtype=float) -> np.ndarray:
-    return np.stack(rows).astype(dtype) if rows else np.zeros(empty_shape, dtype=dtype)
+def _staterror_components(samples: list[_Sample]) -> dict[str, dict[int, int]]:
+    """Per staterror name, the component of each global bin it covers."""
+    covered: dict[str, set[int]] = {}
+    for s in samples:
+        for name in s.compiled.names["staterror"]:
+            bins = range(s.first_bin, s.first_bin + len(s.nominal))
+            covered.setdefault(name, set()).update(bins)
+    return {name: {g: i for i, g in enumerate(sorted(bins))} for name, bins in covered.items()}
+
+
+def _variation_rows(
+    samples: list[_Sample],
+    kind: str,
+    names: Iterable[str],
+    index: Mapping[str, ParameterSet],
+    n_slots: int,
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """The parameters of the normsys or histosys modifiers (``names``) and their two rows
+    of slots: the factors (hi, lo), or the deltas (hi - nominal, nominal - lo); slots a
+    parameter does not act on hold no effect (factor 1, delta 0)."""
+    start = {name: index[name].start for name in names}
+    params = tuple(sorted(set(start.values())))
+    row_of_start = {parameter: r for r, parameter in enumerate(params)}
+    row = {name: row_of_start[first] for name, first in start.items()}
+    no_effect = 1.0 if kind == "normsys" else 0.0
+    first = np.full((len(params), n_slots), no_effect)
+    second = np.full((len(params), n_slots), no_effect)
+    for s in samples:
+        carried = s.compiled.names[kind]
+        if carried:
+            rows = np.fromiter(map(row.__getitem__, carried), np.intp, len(carried))
+            first[rows, s.slots], second[rows, s.slots] = s.compiled.variations[kind]
+    return params, first, second

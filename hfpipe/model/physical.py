@@ -38,26 +38,26 @@ _OPTIONS = "fix the input, or pass --clip-negative-yields (clip_negative_yields=
 MAX_YIELD = 1e15
 
 
-def _variations(structure: Structure, numbers: Numbers):
-    """(parameter index, sign, slot yields) of the nominal and each ±1σ variation."""
+def _variations(structure: Structure, numbers: Numbers) -> tuple[list[tuple], np.ndarray]:
+    """The slot yields of the nominal model (row 0) and of the -1σ and +1σ variation of
+    each normsys/histosys parameter in turn (rows 1, 2, ...), all at once; and for each
+    row its (parameter index, sign), (None, 0) for the nominal."""
     nominal = np.asarray(numbers.nominal, dtype=float)
-    yield_ = [(None, 0, nominal)]
-    normsys_row = {p: r for r, p in enumerate(structure.normsys_params)}
-    histosys_row = {p: r for r, p in enumerate(structure.histosys_params)}
-    hi, lo = np.asarray(numbers.normsys_hi), np.asarray(numbers.normsys_lo)
-    up, down = np.asarray(numbers.histosys_up), np.asarray(numbers.histosys_down)
-    for p in sorted(set(normsys_row) | set(histosys_row)):
-        for sign in (-1, 1):
-            additive = nominal.copy()
-            factor = np.ones_like(nominal)
-            if p in histosys_row:
-                h = histosys_row[p]
-                additive = nominal + (up[h] if sign > 0 else -down[h])
-            if p in normsys_row:
-                s = normsys_row[p]
-                factor = hi[s] if sign > 0 else lo[s]
-            yield_.append((p, sign, additive * factor))
-    return yield_
+    params = sorted(set(structure.normsys_params) | set(structure.histosys_params))
+    additive = np.tile(nominal, (2, len(params), 1))  # [sign -, sign +][parameter][slot]
+    factor = np.ones_like(additive)
+    position = {p: k for k, p in enumerate(params)}
+    if structure.histosys_params:
+        at = [position[p] for p in structure.histosys_params]
+        additive[0, at] = nominal - np.asarray(numbers.histosys_down)
+        additive[1, at] = nominal + np.asarray(numbers.histosys_up)
+    if structure.normsys_params:
+        at = [position[p] for p in structure.normsys_params]
+        factor[0, at] = np.asarray(numbers.normsys_lo)
+        factor[1, at] = np.asarray(numbers.normsys_hi)
+    varied = (additive * factor).transpose(1, 0, 2).reshape(2 * len(params), len(nominal))
+    labels = [(None, 0)] + [(p, sign) for p in params for sign in (-1, 1)]
+    return labels, np.concatenate([nominal[None], varied])
 
 
 def _json_path(ws: Mapping | None, channel: str, sample: str, parameter: str | None, kind: str):
@@ -120,41 +120,54 @@ def check_yields(
             file=file,
             path="observations",
         )
-    for parameter, sign, slots in _variations(structure, numbers):
-        huge = np.flatnonzero(np.abs(slots) > MAX_YIELD)
-        if len(huge):
-            channel, sample, local_bin = labels[huge[0]]
-            name = None if parameter is None else names[parameter]
-            kind = "histosys" if parameter in structure.histosys_params else "normsys"
-            where = "nominal" if name is None else f"{'+' if sign > 0 else '-'}1σ {kind} '{name}'"
-            raise UnphysicalModel(
-                f"expected yield {slots[huge[0]]:g} of sample '{sample}' in bin {local_bin} "
-                f"of channel '{channel}' ({where}) is not a plausible number of events "
-                f"(above {MAX_YIELD:g}): fix the input",
-                file=file,
-                path=_json_path(workspace, channel, sample, name, kind if name else None),
-            )
+    labels_of_rows, yields = _variations(structure, numbers)
+    huge = np.abs(yields) > MAX_YIELD
+    if huge.any():
+        row = int(np.flatnonzero(huge.any(axis=1))[0])
+        (parameter, sign), slots = labels_of_rows[row], yields[row]
+        first = int(np.flatnonzero(huge[row])[0])
+        channel, sample, local_bin = labels[first]
+        name = None if parameter is None else names[parameter]
+        kind = "histosys" if parameter in structure.histosys_params else "normsys"
+        where = "nominal" if name is None else f"{'+' if sign > 0 else '-'}1σ {kind} '{name}'"
+        raise UnphysicalModel(
+            f"expected yield {slots[first]:g} of sample '{sample}' in bin {local_bin} "
+            f"of channel '{channel}' ({where}) is not a plausible number of events "
+            f"(above {MAX_YIELD:g}): fix the input",
+            file=file,
+            path=_json_path(workspace, channel, sample, name, kind if name else None),
+        )
     if structure.clip_yields:
         return
-    for parameter, sign, slots in _variations(structure, numbers):
-        totals = np.bincount(slot_bin, weights=slots, minlength=structure.n_bins)
-        wrong = (totals < 0) | ((totals <= 0) & (observed > 0))
-        if not wrong.any():
-            continue
-        b = int(np.flatnonzero(wrong)[0])
-        in_bin = np.flatnonzero(slot_bin == b)
-        culprit = in_bin[np.argmin(slots[in_bin])]
-        channel, sample, local_bin = labels[culprit]
-        if parameter is None:
-            where, kind, name = "from the nominal templates (no modifier involved)", None, None
-        else:
-            name = names[parameter]
-            kind = "histosys" if parameter in structure.histosys_params else "normsys"
-            where = f"at the {'+' if sign > 0 else '-'}1σ variation of {kind} '{name}'"
-        raise UnphysicalModel(
-            f"expected yield {totals[b]:g} in bin {local_bin} of channel '{channel}' "
-            f"{where}, with {observed[b]:g} observed events; sample '{sample}' contributes "
-            f"{slots[culprit]:g} there: {_OPTIONS}",
-            file=file,
-            path=_json_path(workspace, channel, sample, name, kind),
-        )
+    totals = _bin_totals(yields, slot_bin, structure.n_bins)
+    wrong = (totals < 0) | ((totals <= 0) & (observed > 0))
+    if not wrong.any():
+        return
+    row = int(np.flatnonzero(wrong.any(axis=1))[0])
+    (parameter, sign), slots = labels_of_rows[row], yields[row]
+    b = int(np.flatnonzero(wrong[row])[0])
+    in_bin = np.flatnonzero(slot_bin == b)
+    culprit = in_bin[np.argmin(slots[in_bin])]
+    channel, sample, local_bin = labels[culprit]
+    if parameter is None:
+        where, kind, name = "from the nominal templates (no modifier involved)", None, None
+    else:
+        name = names[parameter]
+        kind = "histosys" if parameter in structure.histosys_params else "normsys"
+        where = f"at the {'+' if sign > 0 else '-'}1σ variation of {kind} '{name}'"
+    raise UnphysicalModel(
+        f"expected yield {totals[row, b]:g} in bin {local_bin} of channel '{channel}' "
+        f"{where}, with {observed[b]:g} observed events; sample '{sample}' contributes "
+        f"{slots[culprit]:g} there: {_OPTIONS}",
+        file=file,
+        path=_json_path(workspace, channel, sample, name, kind),
+    )
+
+
+def _bin_totals(yields: np.ndarray, slot_bin: np.ndarray, n_bins: int) -> np.ndarray:
+    """Per row of slot yields, the total of each bin (summed in slot order, as a
+    ``np.bincount`` of each row would)."""
+    rows = len(yields)
+    where = (np.arange(rows)[:, None] * n_bins + slot_bin[None, :]).ravel()
+    totals = np.bincount(where, weights=yields.ravel(), minlength=rows * n_bins)
+    return totals.reshape(rows, n_bins)

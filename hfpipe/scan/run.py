@@ -27,7 +27,7 @@ from hfpipe.errors import HfpipeError
 from hfpipe.infer import FitOptions, hypotest_batch
 from hfpipe.infer.limits import upper_limits_batch
 from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, ToyFitsFailed, toy_distributions
-from hfpipe.model import check_yields, compile_workspace
+from hfpipe.model import Numbers, SampleCache, Structure, check_yields, compile_workspace
 from hfpipe.scan.columns import EXPECTED_COLUMNS, LIMIT_COLUMNS, column_order
 from hfpipe.scan.union import UnionBatch, unify
 
@@ -179,9 +179,14 @@ def _load(workspace, patchset):
     return ws, ps
 
 
-def _compile_point(ws, patch, settings: ScanSettings, file: str):
-    """Patch (validating the result), compile, and check the expected yields of a point."""
-    patched = spec.apply_patches(ws, [patch], file=file, base_valid=True)
+def _compile_point(
+    base: spec.PatchBase, cache: SampleCache, patch: spec.Patch, settings: ScanSettings, file: str
+) -> tuple[Structure, Numbers]:
+    """Patch (validating the result), compile, and check the expected yields of a point.
+
+    ``base`` and ``cache`` hold what checking and compiling the background found, so a
+    point costs about what its own (signal) samples do."""
+    patched = spec.apply_patches(base, [patch], file=file)
     # validated just now; compile_workspace checks the POI
     measurement = spec.find_measurement(patched, settings.measurement, file=file)
     structure, numbers = compile_workspace(
@@ -191,6 +196,7 @@ def _compile_point(ws, patch, settings: ScanSettings, file: str):
         histosys_code=settings.histosys_code,
         clip_yields=settings.clip_negative_yields,
         file=file,
+        cache=cache,
     )
     check_yields(structure, numbers, workspace=patched, file=f"{file} (point {patch.name})")
     return structure, numbers
@@ -237,6 +243,8 @@ def scan(
         analysis = ps.name or ps.analysis_id or "analysis"
     reuse = reuse or {}
 
+    background = spec.PatchBase.of(ws)  # validated by _load
+    compiled_background = SampleCache(background.workspace)
     base = [_base_record(analysis, patch, ps.labels, settings) for patch in patches]
     rows: dict[int, dict] = {}
     compiled, compiled_index = [], []
@@ -244,7 +252,7 @@ def scan(
         if patch.name in reuse:
             continue
         try:
-            compiled.append(_compile_point(ws, patch, settings, file))
+            compiled.append(_compile_point(background, compiled_background, patch, settings, file))
             compiled_index.append(i)
         except HfpipeError as error:
             rows[i] = base[i] | {"status": "invalid", "message": str(error), "device": _device()}

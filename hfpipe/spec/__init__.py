@@ -7,12 +7,13 @@ Everything here raises :mod:`hfpipe.errors` exceptions whose text is one line,
 from .hs3 import from_hs3, to_hs3
 from .io import load_json
 from .measurements import SpecWarning, find_measurement, measurement_config
-from .patches import apply_patches, load_patch
+from .patches import PatchBase, apply_patches, load_patch
 from .patchset import Patch, PatchSet, load_patchset, verify_patchset
 from .workspace import load_workspace, validate_workspace, workspace_digest
 
 __all__ = [
     "Patch",
+    "PatchBase",
     "PatchSet",
     "SpecWarning",
     "apply_patches",

@@ -19,7 +19,7 @@ from typing import Any
 
 from hfpipe.errors import InputError
 
-__all__ = ["first_path", "is_non_finite", "is_path", "load_json", "source_label"]
+__all__ = ["copy_json", "first_path", "is_non_finite", "is_path", "load_json", "source_label"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -64,6 +64,25 @@ def first_path(doc: Any, predicate: Callable[[Any], bool]) -> list | None:
         return False
 
     return path if visit(doc) else None
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of parsed JSON (dicts, lists, numbers, strings; tuples too), two to
+    three times faster than ``copy.deepcopy``: JSON has no cycles or shared nodes to
+    remember, and its numbers and strings are immutable, so they are shared."""
+    if isinstance(value, dict):
+        return {
+            key: item if type(item) in _LEAVES else copy_json(item) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [item if type(item) in _LEAVES else copy_json(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(item if type(item) in _LEAVES else copy_json(item) for item in value)
+    return value
+
+
+#: the immutable values of parsed JSON
+_LEAVES = frozenset({float, int, str, bool, type(None)})
 
 
 def is_non_finite(value: Any) -> bool:

@@ -12,16 +12,26 @@ from hfpipe.errors import InvalidWorkspace
 
 from .io import first_path, is_non_finite, is_path, load_json, source_label
 from .measurements import check_measurements
-from .rules import check_model, check_observations
+from .rules import CheckedModel, ModelInfo, check_model, check_observations, check_patched_model
 from .schema import check_schema, describe
 
 __all__ = ["load_workspace", "validate_workspace", "workspace_digest"]
 
 
-def _validate(ws: Any, file: str, *, strict: bool, warn: bool, rules_only: bool = False) -> None:
+def _validate(
+    ws: Any,
+    file: str,
+    *,
+    strict: bool,
+    warn: bool,
+    rules_only: bool = False,
+    base: CheckedModel | None = None,
+) -> None:
     """validate_workspace, with the unknown-parameter warnings optional (for re-checks)
     and, with ``rules_only``, without the schema and finiteness checks (for a patched
-    workspace whose base and patch values were checked already)."""
+    workspace whose base and patch values were checked already). With ``base`` (a
+    patched workspace's checked base), the model rules skip what the base's check
+    covered (:func:`~hfpipe.spec.rules.check_patched_model`); errors are the same."""
     if not rules_only:
         if not isinstance(ws, dict):
             raise InvalidWorkspace(
@@ -32,7 +42,17 @@ def _validate(ws: Any, file: str, *, strict: bool, warn: bool, rules_only: bool 
         where = first_path(ws, is_non_finite)
         if where is not None:
             raise InvalidWorkspace("not a finite number (NaN or infinity)", file=file, path=where)
-    model = check_model(ws, file)
+    if base is not None:
+        try:
+            _check_rules(ws, check_patched_model(ws, file, base), file, strict=strict, warn=warn)
+            return
+        except InvalidWorkspace:
+            pass  # the full check below finds the same first problem and words it as ever
+    _check_rules(ws, check_model(ws, file), file, strict=strict, warn=warn)
+
+
+def _check_rules(ws: dict, model: ModelInfo, file: str, *, strict: bool, warn: bool) -> None:
+    """The rules beyond the model's: observations and measurements."""
     check_observations(ws, model, file)
     check_measurements(ws, model, file, strict=strict, warn=warn)
 
