@@ -1,12 +1,14 @@
 """Make ``pyhf_toys_3l.json``: pyhf 0.7.6 toy test statistics on ATLAS 3L-eRJR
 ERJR_200p0_100p0 (q~mu, mu = 1), the reference of tests/test_toys.py.
 
-pyhf toys cost ~10 s a fit on this model here (numpy + scipy SLSQP; ~0.1 fits/s on 2
-shared cores), so they are made once and stored. pyhf's SLSQP stalls at the start on
-this model unless the one shapesys gamma with τ ≈ 1.9e11
-(``shape_mcstat_diboson3LISR_CRISR_obs_cuts``) is fixed (DESIGN.md §1; its effect on
-CLs is ~1e-5), so it is fixed here. Runs of ``--ntoys`` toys with seeds 0, 1, 2, … are
-appended until ``--minutes`` have passed, so the file grows in whole runs.
+pyhf toys are slow on this model (numpy + scipy SLSQP: ~10 s a fit on 2 shared cores;
+the jax backend, same ToyCalculator and SciPy optimiser: ~0.5 toys/s after its
+compilation), so they are made once and stored. The stored file: ``--backend jax
+--ntoys 25 --minutes 45`` on this 2-core machine under load, 66 runs = 1,650 toys per
+hypothesis. pyhf's SLSQP stalls at the start on this model unless the one shapesys gamma
+with τ ≈ 1.9e11 (``shape_mcstat_diboson3LISR_CRISR_obs_cuts``) is fixed (DESIGN.md §1;
+its effect on CLs is ~1e-5), so it is fixed here. Runs of ``--ntoys`` toys with seeds
+0, 1, 2, … are appended until ``--minutes`` have passed, so the file grows in whole runs.
 
 Usage: ``python tests/data/pyhf_toys_3l.py [--ntoys 25] [--minutes 60] [--backend numpy]``
 """
