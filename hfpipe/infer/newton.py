@@ -127,7 +127,11 @@ _GAUSS_NEWTON_DAMPING = 1e-6
 
 def _scale(matrix):
     """Diagonal damping scale: ``|diag M|``, floored relative to its largest entry."""
-    diagonal = jnp.abs(jnp.diag(matrix))
+    return _diagonal_scale(jnp.diag(matrix))
+
+
+def _diagonal_scale(diagonal):
+    diagonal = jnp.abs(diagonal)
     return jnp.maximum(diagonal, _SCALE_FLOOR * jnp.max(diagonal))
 
 
@@ -136,11 +140,23 @@ def _marquardt(matrix, damping):
     return matrix + damping * jnp.diag(_scale(matrix))
 
 
-def _cholesky_if(needed, matrices):
-    """Cholesky factors of a batch of matrices where ``needed`` (a scalar) holds, NaN
-    otherwise. Under an outer ``vmap`` (``needed`` batched) both branches run; where the
-    batch is explicit, a factorisation that no row needs is skipped."""
-    return jax.lax.cond(needed, jnp.linalg.cholesky, lambda m: jnp.full_like(m, jnp.nan), matrices)
+def _factor_ok(factor):
+    """Whether a Cholesky factorisation succeeded: JAX returns NaNs where it fails, and
+    a non-finite input entry reaches a later diagonal entry, so the diagonal tells."""
+    return jnp.all(jnp.isfinite(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
+
+
+def _solve(factor, b):
+    """``(L, L⁻¹ b)`` and ``Lᵀ⁻¹ L⁻¹ b`` for a batch of Cholesky factors ``L``: the
+    half-way solution gives the EDM, the full one the direction (``cho_solve``)."""
+
+    def triangular(transpose, a, v):
+        return jax.lax.linalg.triangular_solve(
+            a, v, left_side=True, lower=True, transpose_a=transpose, conjugate_a=transpose
+        )
+
+    half = jax.vmap(lambda a, v: triangular(False, a, v))(factor, b)
+    return half, jax.vmap(lambda a, v: triangular(True, a, v))(factor, half)
 
 
 def _directions(g, h, gauss_newton, held, damping, needed):
@@ -149,29 +165,41 @@ def _directions(g, h, gauss_newton, held, damping, needed):
 
     The direction solves ``(H + λ diag|H|) d = -g`` over the parameters not held, or
     the damped Gauss–Newton system where that matrix is not positive definite (the
-    last resort, should both fail: a diagonal Newton step). The EDM needs the
-    factor of the undamped H: with λ = 0 (easy fits, and every fit near its minimum)
-    that is the direction's own factor, so the common evaluation costs one Cholesky
-    factorisation instead of three; the others are made only where some row needs
-    them (see :func:`_cholesky_if`).
+    last resort, should both fail: a diagonal Newton step). The EDM ``½ gᵀ H⁻¹ g``
+    needs the factor of the undamped H: with λ = 0 (easy fits, and every fit near its
+    minimum) that is the direction's own factor and half of its solve, so the common
+    evaluation costs one Cholesky factorisation. The Gauss–Newton and the undamped
+    factors are made in conditionals, only where some row of the batch needs them;
+    under an outer ``vmap`` (``newton_minimize`` in a batch) both branches run, as
+    every row's result depends on its own inputs only.
     """
     g, h = jax.vmap(_reduced)(g, h, held)
-    _, gauss_newton = jax.vmap(_reduced)(g, gauss_newton, held)
     factor = jnp.linalg.cholesky(jax.vmap(_marquardt)(h, damping))
-    newton_ok = jax.vmap(lambda f: jnp.all(jnp.isfinite(f)))(factor)
+    newton_ok = _factor_ok(factor)
+    stand_in_damping = jnp.maximum(damping, _GAUSS_NEWTON_DAMPING)
 
-    stand_in_matrix = jax.vmap(_marquardt)(
-        gauss_newton, jnp.maximum(damping, _GAUSS_NEWTON_DAMPING)
+    def with_stand_in(factor):
+        stand_in = jax.vmap(_reduced)(g, gauss_newton, held)[1]
+        stand_in = jnp.linalg.cholesky(jax.vmap(_marquardt)(stand_in, stand_in_damping))
+        return jnp.where(newton_ok[:, None, None], factor, stand_in)
+
+    chol = jax.lax.cond(jnp.any(needed & ~newton_ok), with_stand_in, lambda f: f, factor)
+    half, direction = _solve(chol, -g)
+    # the diagonal step's scale: that of the Gauss–Newton stand-in (its diagonal alone)
+    stand_in_diagonal = jnp.where(held, 1.0, jnp.diagonal(gauss_newton, axis1=-2, axis2=-1))
+    scale = jax.vmap(_diagonal_scale)(stand_in_diagonal)
+    diagonal_step = -g / jax.vmap(_diagonal_scale)(
+        stand_in_diagonal + stand_in_damping[:, None] * scale
     )
-    stand_in = _cholesky_if(jnp.any(needed & ~newton_ok), stand_in_matrix)
-    chol = jnp.where(newton_ok[:, None, None], factor, stand_in)
-    direction = jax.vmap(lambda c, b: jax.scipy.linalg.cho_solve((c, True), -b))(chol, g)
-    diagonal_step = -g / jax.vmap(_scale)(stand_in_matrix)
     direction = jnp.where(jnp.isfinite(direction), direction, diagonal_step)
 
     damped = damping > 0
-    undamped = _cholesky_if(jnp.any(needed & damped), h)
-    edm = jax.vmap(_edm_from_factor)(g, jnp.where(damped[:, None, None], undamped, factor))
+    edm = jnp.where(newton_ok, 0.5 * jnp.sum(half**2, axis=-1), jnp.inf)
+
+    def undamped_edm(edm):
+        return jnp.where(damped, jax.vmap(_edm)(g, h), edm)
+
+    edm = jax.lax.cond(jnp.any(needed & damped), undamped_edm, lambda e: e, edm)
     return jnp.where(held, 0.0, direction), newton_ok, edm
 
 
