@@ -24,7 +24,12 @@ def toy_options(command):
         ),
         click.option("--ntoys", type=click.IntRange(1), default=2000, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys."),
-        click.option("--toy-batch-size", type=click.IntRange(1), default=1000, show_default=True),
+        click.option(
+            "--toy-batch-size",
+            type=click.IntRange(1),
+            default=None,
+            help="Toy fits run side by side [default: by model size, 1 to 128].",
+        ),
         click.option(
             "--first-toy",
             type=click.IntRange(0),
@@ -69,7 +74,7 @@ def toy_cls(
     *,
     ntoys: int,
     seed: int,
-    toy_batch_size: int,
+    toy_batch_size: int | None,
     first_toy: int,
     max_failed_fraction: float,
     toys_output: str | None,
