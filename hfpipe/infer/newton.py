@@ -13,7 +13,10 @@ Each iteration:
    the Gauss–Newton matrix where that is not positive definite (non-convex regions:
    one-sided normsys variations make -log L locally concave);
 3. backtracks along the projected path ``clip(x + t d)`` until the Armijo condition
-   holds, evaluating value, gradient and curvature at each trial point;
+   holds and no parameter was put on a bound that the gradient there pulls it away
+   from (an overshoot: a shapesys γ sent to 1e-10, inside the log barrier of its
+   Poisson constraint, climbs back by doublings, ~30 evaluations), evaluating value,
+   gradient and curvature at each trial point;
 4. on acceptance adapts each fit's
    Marquardt damping λ (Levenberg–Marquardt): it shrinks tenfold after a full Newton
    step and grows tenfold when the step had to be shortened or the Hessian was
@@ -226,12 +229,30 @@ def initial_state(x0, lower, upper) -> NewtonState:
     )
 
 
-def _accept(s: NewtonState, trial, value, lower, upper, fixed):
-    """Whether one fit's trial point passes the Armijo test, and its next damping."""
+#: A step overshoots a bound when, at the bound, the gradient pulls the parameter back
+#: by more than this (in -2 log L, to first order over the distance it moved).
+_OVERSHOOT = 1.0
+
+
+def _overshot(x, trial, gradient, lower, upper, fixed):
+    """Whether the step put a parameter on a bound that the objective pulls it away
+    from: the clipped path went past the minimum along that parameter (typically a
+    shapesys γ sent to its lower bound of 1e-10, where its Poisson constraint is a
+    log barrier that Newton steps then climb out of by doublings, ~30 evaluations)."""
+    onto_lower = (trial <= lower) & (x > lower) & (gradient < 0)
+    onto_upper = (trial >= upper) & (x < upper) & (gradient > 0)
+    pulled_back = jnp.abs(gradient * (x - trial)) > _OVERSHOOT
+    return jnp.any((onto_lower | onto_upper) & pulled_back & ~fixed)
+
+
+def _accept(s: NewtonState, trial, value, gradient, lower, upper, fixed):
+    """Whether one fit's trial point passes the Armijo test and overshoots no bound,
+    and its next damping."""
     held = _held(s.x, s.gradient, lower, upper, fixed)
     decrease = jnp.where(held, 0.0, s.gradient) @ (trial - s.x)
     rounding = 4 * jnp.finfo(value.dtype).eps * jnp.abs(s.value)
     accepted = jnp.isfinite(value) & (value <= s.value + 1e-4 * decrease + rounding)
+    accepted = accepted & ~_overshot(s.x, trial, gradient, lower, upper, fixed)
     full_step = s.newton_ok & (s.halvings == 0)
     damping = jnp.where(
         full_step,
@@ -265,7 +286,7 @@ def step(
         state, lower, upper
     )
     value, gradient, hessian, gauss_newton = evaluate(trial)
-    accepted, damping = jax.vmap(_accept)(state, trial, value, lower, upper, fixed)
+    accepted, damping = jax.vmap(_accept)(state, trial, value, gradient, lower, upper, fixed)
     held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
     needed = accepted if active is None else accepted & active
     direction, newton_ok, edm = _directions(gradient, hessian, gauss_newton, held, damping, needed)
