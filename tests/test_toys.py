@@ -164,6 +164,24 @@ def test_default_batch_size_follows_model_size(docs_run, load_analysis):
     assert toy_batch_size(model.structure) > toy_batch_size(large.structure) >= 1
 
 
+def test_worker_processes_give_the_toys_of_one_run(docs_run):
+    """workers=2: two spawned processes fit one chunk each; merged, the toys of one run."""
+    model, whole = docs_run
+    shared = toy_distributions(
+        model.structure,
+        model.numbers,
+        1.0,
+        ntoys=600,
+        seed=0,
+        first_toy=100,
+        batch_size=BATCH,
+        workers=2,
+    )
+    for field in ("toy_index", "signal", "background", "signal_converged"):
+        np.testing.assert_array_equal(getattr(shared, field), getattr(whole, field)[100:700])
+    assert shared.q_obs == whole.q_obs
+
+
 def test_toys_depend_on_seed_and_index_only(docs_run):
     model, _ = docs_run
     pars = model.numbers.init  # batches of BATCH keys: the sampler compiled for docs_run

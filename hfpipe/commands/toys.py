@@ -39,6 +39,13 @@ def toy_options(command):
         ),
         click.option("--max-failed-fraction", type=float, default=0.01, show_default=True),
         click.option(
+            "--toy-workers",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Processes that share the toys (one core each).",
+        ),
+        click.option(
             "--toys-output",
             type=click.Path(dir_okay=False),
             help="Save the toys' test statistics to this Parquet file (merge-toys merges them).",
@@ -77,6 +84,7 @@ def toy_cls(
     toy_batch_size: int | None,
     first_toy: int,
     max_failed_fraction: float,
+    toy_workers: int,
     toys_output: str | None,
 ) -> None:
     """Toy-based CLs of a compiled model, printed as JSON; the toys saved if asked.
@@ -95,6 +103,7 @@ def toy_cls(
         first_toy=first_toy,
         test_stat=test_stat,
         batch_size=toy_batch_size,
+        workers=toy_workers,
     )
     if toys_output:
         from hfpipe.results.toys import write_toys

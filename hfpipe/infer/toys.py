@@ -284,6 +284,7 @@ def toy_distributions(
     test_stat: str = "qtilde",
     batch_size: int | None = DEFAULT_TOY_BATCH_SIZE,
     options: FitOptions = DEFAULT_OPTIONS,
+    workers: int = 1,
 ) -> ToyDistributions:
     """Test-statistic distributions of toys ``first_toy … first_toy+ntoys-1`` of one model.
 
@@ -291,13 +292,18 @@ def toy_distributions(
     (default: :func:`toy_batch_size` of the structure), each taking the next fit of the
     queue when its own is done (:func:`~hfpipe.infer.fit.fit_datasets`). For a given
     batch size the result of toy ``i`` depends only on (model, mu, seed, i); other
-    batch sizes agree to rounding.
+    batch sizes agree to rounding. ``workers > 1`` splits the toys into that many
+    chunks, each fitted by its own process (see :func:`_in_processes`), with the same
+    result.
     """
     if test_stat not in TOY_TEST_STATISTICS:
         raise ValueError(f"toy-based CLs supports {TOY_TEST_STATISTICS}, not {test_stat!r}")
     lanes = toy_batch_size(structure) if batch_size is None else batch_size
-    if ntoys < 1 or lanes < 1:
-        raise ValueError("ntoys and batch_size must be positive")
+    if ntoys < 1 or lanes < 1 or workers < 1:
+        raise ValueError("ntoys, batch_size and workers must be positive")
+    if workers > 1 and ntoys > 1:
+        settings = {"seed": seed, "test_stat": test_stat, "batch_size": lanes, "options": options}
+        return _in_processes(structure, numbers, mu, ntoys, first_toy, workers, settings)
     tested = _tested_value(test_stat, mu)
     observed, q_obs = _observed_fits(structure, numbers, mu, test_stat, lanes, options)
     generating = (observed.pars[2], observed.pars[3])  # signal, background
@@ -340,6 +346,38 @@ def toy_distributions(
         signal_pars=np.asarray(signal_pars),
         background_pars=np.asarray(background_pars),
     )
+
+
+def _in_processes(structure, numbers, mu, ntoys, first_toy, workers, settings):
+    """Toys in ``workers`` contiguous chunks, one process each, merged.
+
+    hfpipe's JAX runs on one core per process (``hfpipe/_jax.py``), so this is how one
+    machine fits a point's toys on several cores. The processes are spawned (JAX does
+    not survive a fork): each imports hfpipe and compiles its fits (seconds), which
+    pays off for runs of a minute or more. Spawning re-imports the caller's main
+    module: scripts must call this under ``if __name__ == "__main__":``.
+    """
+    import concurrent.futures
+    import itertools
+    import multiprocessing
+
+    edges = np.linspace(first_toy, first_toy + ntoys, min(workers, ntoys) + 1).astype(int)
+    numbers = jax.tree.map(np.asarray, numbers)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(len(edges) - 1, mp_context=context) as pool:
+        chunks = [
+            pool.submit(
+                toy_distributions,
+                structure,
+                numbers,
+                mu,
+                ntoys=int(end - start),
+                first_toy=int(start),
+                **settings,
+            )
+            for start, end in itertools.pairwise(edges)
+        ]
+        return merge([chunk.result() for chunk in chunks])
 
 
 def merge(parts: list[ToyDistributions]) -> ToyDistributions:
@@ -452,13 +490,15 @@ def toys(
     test_stat: str = "qtilde",
     batch_size: int | None = DEFAULT_TOY_BATCH_SIZE,
     options: FitOptions = DEFAULT_OPTIONS,
+    workers: int = 1,
     **compile_options,
 ) -> ToyDistributions:
     """Toy distributions of a workspace (path, dict or compiled ``Model``) at ``mu``.
 
     ``patches`` and ``compile_options`` (``measurement``, ``normsys_code``, …) go to
     :func:`~hfpipe.model.compile_model`. ``hfpipe.toys(ws, ntoys=10_000).cls()`` gives
-    CLs; chunks made with ``first_toy`` merge with :func:`merge`.
+    CLs; chunks made with ``first_toy`` merge with :func:`merge`; ``workers`` processes
+    share the toys (see :func:`toy_distributions`).
     """
     from hfpipe.model import Model, compile_model
 
@@ -477,4 +517,5 @@ def toys(
         test_stat=test_stat,
         batch_size=batch_size,
         options=options,
+        workers=workers,
     )
