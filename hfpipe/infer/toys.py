@@ -181,8 +181,13 @@ def toy_batch_size(structure: Structure) -> int:
 
 def toy_keys(seed: int, hypothesis: int, first: int, n: int) -> jax.Array:
     """Keys of toys ``first … first+n-1`` of one hypothesis (independent of chunking)."""
+    return _toy_keys(seed, hypothesis, first, n)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _toy_keys(seed, hypothesis, first, n: int) -> jax.Array:
     base = jax.random.fold_in(jax.random.key(seed), hypothesis)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(first, first + n))
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(first + jnp.arange(n))
 
 
 @functools.cache
@@ -311,10 +316,10 @@ def toy_distributions(
     qs, oks = [], []
     for start in range(first_toy, first_toy + ntoys, size):
         count = min(size, first_toy + ntoys - start)
-        data = [  # full size: one shape, one compilation
-            sample_toys(structure, numbers, pars, toy_keys(seed, h, start, size))[:count]
-            for h, pars in enumerate(generating)
-        ]
+        data = []
+        for h, pars in enumerate(generating):
+            keys = toy_keys(seed, h, start, size)  # full size: one shape, one compilation
+            data.append(np.asarray(sample_toys(structure, numbers, pars, keys))[:count])
         q, ok = _test_statistics(
             structure,
             numbers,
