@@ -8,7 +8,8 @@ runs' spread / √4 and our bootstrap error scaled to 3000 toys / √4 (4 runs c
 estimate a spread well). Agreement means |ours - pyhf| ≤ 3 √(σ_ours² + σ_pyhf²).
 
 Every model here but the 3L one has the 2-bin docs model's structure and the same toy
-batch size, so the compiled toy fit is shared by all of them.
+batch size, so the compiled toy fit is shared by all of them (but the tests that
+compare batch sizes).
 """
 
 from __future__ import annotations
@@ -289,8 +290,8 @@ def test_3l_erjr_agrees_with_pyhf_toys(load_analysis):
     """ATLAS 3L-eRJR ERJR_200p0_100p0 against pyhf's toys (tests/data/pyhf_toys_3l.json).
 
     Slow, and with few pyhf toys: pyhf needs ~10 s a fit on this model here (so its toys
-    are made once by tests/data/pyhf_toys_3l.py and stored), and hfpipe's batched fits
-    of this 70-parameter model still cost ~0.1 s a fit on 2 shared cores. Errors are
+    are made once by tests/data/pyhf_toys_3l.py and stored); hfpipe's toy fits of this
+    70-parameter model cost ~1 ms each (its default batch size). Errors are
     bootstraps of both toy sets; where both are 0 (no toy beyond the value in either)
     the values must be equal.
     """
@@ -298,9 +299,7 @@ def test_3l_erjr_agrees_with_pyhf_toys(load_analysis):
     workspace, patchset, _ = load_analysis("atlas-3l-erjr")
     model = compile_model(workspace, patches=[patchset[reference["point"]]])
     ntoys = 200
-    toys = toy_distributions(
-        model.structure, model.numbers, 1.0, ntoys=ntoys, seed=0, batch_size=100
-    )
+    toys = toy_distributions(model.structure, model.numbers, 1.0, ntoys=ntoys, seed=0)
     n = len(reference["signal"])
     pyhf_toys = replace(
         toys,
