@@ -3,7 +3,8 @@ batched toys against pyhf 0.7.6's ToyCalculator, measured in the same run.
 
 A toy costs two fits (free and POI fixed) in both; "toy fits/s" counts fits. hfpipe is
 timed warm (compilation done by a first, untimed run of the same batch shape) over
-``--ntoys`` toys per hypothesis (wall and process-CPU time), in batches of ``--batch-size``. pyhf (numpy + scipy,
+``--ntoys`` toys per hypothesis (wall and process-CPU time), with ``--batch-size`` fits
+side by side (default: hfpipe's choice for the model, toy_batch_size). pyhf (numpy + scipy,
 its default) runs ``--pyhf-ntoys`` toys per hypothesis; its SLSQP stalls at the start
 on this model unless the one shapesys gamma with τ ≈ 1.9e11 is fixed, so it is fixed
 for pyhf (as in tests/data/pyhf_toys_3l.py). Prints fits/s for both and the ratio.
@@ -13,7 +14,7 @@ the batched Newton fits are what is measured, and the toys whose fits did not
 converge — which ``hfpipe cls`` would retry one by one with MIGRAD — are counted and
 printed.
 
-    python benchmarks/toys_vs_pyhf.py [../shared/data] [--ntoys 2000] [--batch-size 1000]
+    python benchmarks/toys_vs_pyhf.py [../shared/data] [--ntoys 2000] [--batch-size N]
         [--pyhf-ntoys 2]
 """
 
@@ -54,7 +55,7 @@ class _Timer:
 def _hfpipe(folder: Path, ntoys: int, batch_size: int, retry: bool) -> float:
     from hfpipe import spec
     from hfpipe.infer import FitOptions
-    from hfpipe.infer.toys import toy_distributions
+    from hfpipe.infer.toys import toy_batch_size, toy_distributions
     from hfpipe.model import compile_model
 
     workspace = spec.load_workspace(folder / "BkgOnly.json")
@@ -72,7 +73,10 @@ def _hfpipe(folder: Path, ntoys: int, batch_size: int, retry: bool) -> float:
             options=FitOptions(retry=retry),
         )
 
-    run(min(ntoys, batch_size), seed=1)  # compilation
+    if batch_size is None:
+        batch_size = toy_batch_size(model.structure)
+    print(f"hfpipe: {model.structure.n_parameters} parameters, {batch_size} fits side by side")
+    run(2, seed=1)  # compilation
     with _Timer("hfpipe", 4 * ntoys) as timer:  # two hypotheses, two fits a toy
         toys = run(ntoys, seed=0)
     result = toys.cls(max_failed_fraction=1.0)
@@ -108,7 +112,7 @@ def main() -> None:
         "data", nargs="?", type=Path, default=Path(__file__).parents[2] / "shared" / "data"
     )
     parser.add_argument("--ntoys", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--pyhf-ntoys", type=int, default=2)
     parser.add_argument(
         "--retry",

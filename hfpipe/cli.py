@@ -261,7 +261,12 @@ def fit(inputs: ModelInputs, fixed_poi):
 )
 @click.option("--ntoys", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys.")
-@click.option("--toy-batch-size", type=click.IntRange(1), default=1000, show_default=True)
+@click.option(
+    "--toy-batch-size",
+    type=click.IntRange(1),
+    default=None,
+    help="Toy fits run side by side [default: by model size, 1 to 128].",
+)
 @_CLIP_OPTION
 @_one_line_errors
 def scan(

@@ -24,7 +24,12 @@ def toy_options(command):
         ),
         click.option("--ntoys", type=click.IntRange(1), default=2000, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys."),
-        click.option("--toy-batch-size", type=click.IntRange(1), default=1000, show_default=True),
+        click.option(
+            "--toy-batch-size",
+            type=click.IntRange(1),
+            default=None,
+            help="Toy fits run side by side [default: by model size, 1 to 128].",
+        ),
         click.option(
             "--first-toy",
             type=click.IntRange(0),
@@ -33,6 +38,13 @@ def toy_options(command):
             help="Index of the first toy (chunk k of n toys: k·n).",
         ),
         click.option("--max-failed-fraction", type=float, default=0.01, show_default=True),
+        click.option(
+            "--toy-workers",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Processes that share the toys (one core each).",
+        ),
         click.option(
             "--toys-output",
             type=click.Path(dir_okay=False),
@@ -69,9 +81,10 @@ def toy_cls(
     *,
     ntoys: int,
     seed: int,
-    toy_batch_size: int,
+    toy_batch_size: int | None,
     first_toy: int,
     max_failed_fraction: float,
+    toy_workers: int,
     toys_output: str | None,
 ) -> None:
     """Toy-based CLs of a compiled model, printed as JSON; the toys saved if asked.
@@ -90,6 +103,7 @@ def toy_cls(
         first_toy=first_toy,
         test_stat=test_stat,
         batch_size=toy_batch_size,
+        workers=toy_workers,
     )
     if toys_output:
         from hfpipe.results.toys import write_toys

@@ -1,4 +1,4 @@
-"""A bounded Newton minimiser with line search, in pure JAX (vmap it for batches).
+"""A bounded Newton minimiser with line search, in pure JAX.
 
 Why Newton: real HistFactory likelihoods are badly conditioned (a Poisson constraint
 with τ ≈ 2e11 next to normfactors of curvature ~1), which stalls first-order optimisers
@@ -13,7 +13,10 @@ Each iteration:
    the Gauss–Newton matrix where that is not positive definite (non-convex regions:
    one-sided normsys variations make -log L locally concave);
 3. backtracks along the projected path ``clip(x + t d)`` until the Armijo condition
-   holds, evaluating value, gradient and curvature at each trial point;
+   holds and no parameter was put on a bound that the gradient there pulls it away
+   from (an overshoot: a shapesys γ sent to 1e-10, inside the log barrier of its
+   Poisson constraint, climbs back by doublings, ~30 evaluations), evaluating value,
+   gradient and curvature at each trial point;
 4. on acceptance adapts each fit's
    Marquardt damping λ (Levenberg–Marquardt): it shrinks tenfold after a full Newton
    step and grows tenfold when the step had to be shortened or the Hessian was
@@ -23,6 +26,13 @@ Each iteration:
 Convergence is judged here, not taken on trust: the estimated distance to the minimum
 ``EDM = ½ gᵀ H⁻¹ g`` over the free parameters must fall below ``edm_tolerance`` with a
 positive-definite Hessian.
+
+The minimiser comes in pieces that work on a batch of fits (leading axis):
+:func:`initial_state`, :func:`step` (one evaluation for every fit), :func:`finished`
+and :func:`result`. :func:`newton_minimize` is one fit, a while loop over them (vmap
+it: the batch then runs until its slowest fit is done); ``fit.fit_datasets`` instead
+keeps a fixed number of lanes busy, loading a new fit into a lane as soon as its fit
+is finished.
 """
 
 from __future__ import annotations
@@ -33,7 +43,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["MinimizeResult", "bounded_edm", "newton_minimize"]
+__all__ = [
+    "MinimizeResult",
+    "NewtonState",
+    "bounded_edm",
+    "finished",
+    "initial_state",
+    "newton_minimize",
+    "result",
+    "step",
+]
 
 Derivatives = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 
@@ -48,9 +67,16 @@ class MinimizeResult(NamedTuple):
     iterations: jax.Array  # evaluations of value, gradient and curvature
 
 
-class _State(NamedTuple):
+class NewtonState(NamedTuple):
+    """Where a batch of fits stands between two evaluations (leading axis = batch).
+
+    Only O(P) numbers a fit: the curvature at a point is used right where it is
+    evaluated (for the next direction and the EDM) and is not carried along.
+    """
+
     x: jax.Array
-    derivatives: Derivatives  # value, gradient, Hessian, Gauss–Newton matrix at x
+    value: jax.Array  # -2 log L at x (+inf before the first evaluation)
+    gradient: jax.Array  # at x
     edm: jax.Array
     direction: jax.Array  # of the step under way
     newton_ok: jax.Array  # its matrix was the (damped) exact Hessian
@@ -75,7 +101,12 @@ def _reduced(g, h, held):
 
 def _edm(g, h):
     """½ gᵀ H⁻¹ g via Cholesky; +inf when H is not positive definite."""
-    chol = jnp.linalg.cholesky(h)
+    return _edm_from_factor(g, jnp.linalg.cholesky(h))
+
+
+def _edm_from_factor(g, chol):
+    """½ gᵀ H⁻¹ g from H's Cholesky factor; +inf when that is not finite (H not
+    positive definite)."""
     y = jax.scipy.linalg.solve_triangular(chol, g, lower=True)
     return jnp.where(jnp.all(jnp.isfinite(chol)), 0.5 * jnp.sum(y**2), jnp.inf)
 
@@ -99,7 +130,11 @@ _GAUSS_NEWTON_DAMPING = 1e-6
 
 def _scale(matrix):
     """Diagonal damping scale: ``|diag M|``, floored relative to its largest entry."""
-    diagonal = jnp.abs(jnp.diag(matrix))
+    return _diagonal_scale(jnp.diag(matrix))
+
+
+def _diagonal_scale(diagonal):
+    diagonal = jnp.abs(diagonal)
     return jnp.maximum(diagonal, _SCALE_FLOOR * jnp.max(diagonal))
 
 
@@ -108,17 +143,187 @@ def _marquardt(matrix, damping):
     return matrix + damping * jnp.diag(_scale(matrix))
 
 
-def _newton_direction(g, h, gauss_newton, damping):
-    """Direction from ``(H + λ diag|H|) d = -g``, and whether that matrix was positive
-    definite; where it is not, the damped Gauss–Newton matrix stands in (damped at least
-    a little, so that it is positive definite where it is only semi-definite)."""
-    stand_in = _marquardt(gauss_newton, jnp.maximum(damping, _GAUSS_NEWTON_DAMPING))
-    factors = jnp.linalg.cholesky(jnp.stack([_marquardt(h, damping), stand_in]))
-    newton_ok = jnp.all(jnp.isfinite(factors[0]))
-    chol = jnp.where(newton_ok, factors[0], factors[1])
-    direction = jax.scipy.linalg.cho_solve((chol, True), -g)
-    # last resort, should both fail: a diagonal Newton step
-    return jnp.where(jnp.isfinite(direction), direction, -g / _scale(stand_in)), newton_ok
+def _factor_ok(factor):
+    """Whether a Cholesky factorisation succeeded: JAX returns NaNs where it fails, and
+    a non-finite input entry reaches a later diagonal entry, so the diagonal tells."""
+    return jnp.all(jnp.isfinite(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
+
+
+def _solve(factor, b):
+    """``(L, L⁻¹ b)`` and ``Lᵀ⁻¹ L⁻¹ b`` for a batch of Cholesky factors ``L``: the
+    half-way solution gives the EDM, the full one the direction (``cho_solve``)."""
+
+    def triangular(transpose, a, v):
+        return jax.lax.linalg.triangular_solve(
+            a, v, left_side=True, lower=True, transpose_a=transpose, conjugate_a=transpose
+        )
+
+    half = jax.vmap(lambda a, v: triangular(False, a, v))(factor, b)
+    return half, jax.vmap(lambda a, v: triangular(True, a, v))(factor, half)
+
+
+def _directions(g, h, gauss_newton, held, damping, needed):
+    """Next direction, whether its matrix was the damped Hessian, and the EDM, for a
+    batch of points (leading axis); ``needed`` (B,) marks the rows whose results count.
+
+    The direction solves ``(H + λ diag|H|) d = -g`` over the parameters not held, or
+    the damped Gauss–Newton system where that matrix is not positive definite (the
+    last resort, should both fail: a diagonal Newton step). The EDM ``½ gᵀ H⁻¹ g``
+    needs the factor of the undamped H: with λ = 0 (easy fits, and every fit near its
+    minimum) that is the direction's own factor and half of its solve, so the common
+    evaluation costs one Cholesky factorisation. The Gauss–Newton and the undamped
+    factors are made in conditionals, only where some row of the batch needs them;
+    under an outer ``vmap`` (``newton_minimize`` in a batch) both branches run, as
+    every row's result depends on its own inputs only.
+    """
+    g, h = jax.vmap(_reduced)(g, h, held)
+    factor = jnp.linalg.cholesky(jax.vmap(_marquardt)(h, damping))
+    newton_ok = _factor_ok(factor)
+    stand_in_damping = jnp.maximum(damping, _GAUSS_NEWTON_DAMPING)
+
+    def with_stand_in(factor):
+        stand_in = jax.vmap(_reduced)(g, gauss_newton, held)[1]
+        stand_in = jnp.linalg.cholesky(jax.vmap(_marquardt)(stand_in, stand_in_damping))
+        return jnp.where(newton_ok[:, None, None], factor, stand_in)
+
+    chol = jax.lax.cond(jnp.any(needed & ~newton_ok), with_stand_in, lambda f: f, factor)
+    half, direction = _solve(chol, -g)
+    # the diagonal step's scale: that of the Gauss–Newton stand-in (its diagonal alone)
+    stand_in_diagonal = jnp.where(held, 1.0, jnp.diagonal(gauss_newton, axis1=-2, axis2=-1))
+    scale = jax.vmap(_diagonal_scale)(stand_in_diagonal)
+    diagonal_step = -g / jax.vmap(_diagonal_scale)(
+        stand_in_diagonal + stand_in_damping[:, None] * scale
+    )
+    direction = jnp.where(jnp.isfinite(direction), direction, diagonal_step)
+
+    damped = damping > 0
+    edm = jnp.where(newton_ok, 0.5 * jnp.sum(half**2, axis=-1), jnp.inf)
+
+    def undamped_edm(edm):
+        return jnp.where(damped, jax.vmap(_edm)(g, h), edm)
+
+    edm = jax.lax.cond(jnp.any(needed & damped), undamped_edm, lambda e: e, edm)
+    return jnp.where(held, 0.0, direction), newton_ok, edm
+
+
+def initial_state(x0, lower, upper) -> NewtonState:
+    """Fresh state of a batch of fits starting at ``x0`` (B, P), clipped to the bounds.
+
+    The first step "accepts" x0 (the previous value is +inf) and evaluates it there:
+    a compiled loop over :func:`step` then holds a single copy of the (large)
+    evaluation.
+    """
+    x0 = jnp.clip(x0, lower, upper)
+    batch, dtype = x0.shape[:1], x0.dtype
+    return NewtonState(
+        x=x0,
+        value=jnp.full(batch, jnp.inf, dtype),
+        gradient=jnp.zeros_like(x0),
+        edm=jnp.full(batch, jnp.inf, dtype),
+        direction=jnp.zeros_like(x0),
+        newton_ok=jnp.ones(batch, bool),  # so that the first acceptance leaves λ at 0
+        step_length=jnp.ones(batch, dtype),
+        halvings=jnp.zeros(batch, int),
+        damping=jnp.zeros(batch, dtype),
+        evaluations=jnp.zeros(batch, int),
+    )
+
+
+#: A step overshoots a bound when, at the bound, the gradient pulls the parameter back
+#: by more than this (in -2 log L, to first order over the distance it moved).
+_OVERSHOOT = 1.0
+
+
+def _overshot(x, trial, gradient, lower, upper, fixed):
+    """Whether the step put a parameter on a bound that the objective pulls it away
+    from: the clipped path went past the minimum along that parameter (typically a
+    shapesys γ sent to its lower bound of 1e-10, where its Poisson constraint is a
+    log barrier that Newton steps then climb out of by doublings, ~30 evaluations)."""
+    onto_lower = (trial <= lower) & (x > lower) & (gradient < 0)
+    onto_upper = (trial >= upper) & (x < upper) & (gradient > 0)
+    pulled_back = jnp.abs(gradient * (x - trial)) > _OVERSHOOT
+    return jnp.any((onto_lower | onto_upper) & pulled_back & ~fixed)
+
+
+def _accept(s: NewtonState, trial, value, gradient, lower, upper, fixed):
+    """Whether one fit's trial point passes the Armijo test and overshoots no bound,
+    and its next damping."""
+    held = _held(s.x, s.gradient, lower, upper, fixed)
+    decrease = jnp.where(held, 0.0, s.gradient) @ (trial - s.x)
+    rounding = 4 * jnp.finfo(value.dtype).eps * jnp.abs(s.value)
+    accepted = jnp.isfinite(value) & (value <= s.value + 1e-4 * decrease + rounding)
+    accepted = accepted & ~_overshot(s.x, trial, gradient, lower, upper, fixed)
+    full_step = s.newton_ok & (s.halvings == 0)
+    damping = jnp.where(
+        full_step,
+        jnp.where(s.damping > _DAMPING_FLOOR, s.damping / 10, 0.0),
+        jnp.clip(s.damping * 10, _DAMPING_FLOOR, _DAMPING_CEILING),
+    )
+    return accepted, jnp.where(accepted, damping, s.damping)
+
+
+def step(
+    evaluate: Callable[[jax.Array], Derivatives],
+    state: NewtonState,
+    lower: jax.Array,
+    upper: jax.Array,
+    fixed: jax.Array,
+    active: jax.Array | None = None,
+) -> NewtonState:
+    """One evaluation for every fit of a batch (leading axis of ``state``, ``lower``,
+    ``upper``, ``fixed``).
+
+    Each fit evaluates the trial point ``clip(x + t d)`` of its step under way
+    (``evaluate`` maps points (B, P) to batched derivatives). A point that passes
+    the Armijo test is accepted with the derivatives already computed there, and the
+    next direction and the EDM are computed from them; one that fails halves the step
+    for the next pass. No nested loops, so every fit of the batch does the same work.
+    ``active`` (B,) marks the fits whose outcome matters (default: all); the others
+    are stepped too, but no factorisation is made for them alone. A fit's result
+    never depends on the other rows of the batch.
+    """
+    trial = jax.vmap(lambda s, lo, hi: jnp.clip(s.x + s.step_length * s.direction, lo, hi))(
+        state, lower, upper
+    )
+    value, gradient, hessian, gauss_newton = evaluate(trial)
+    accepted, damping = jax.vmap(_accept)(state, trial, value, gradient, lower, upper, fixed)
+    held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
+    needed = accepted if active is None else accepted & active
+    direction, newton_ok, edm = _directions(gradient, hessian, gauss_newton, held, damping, needed)
+
+    def where(new, old):
+        return jnp.where(accepted.reshape(accepted.shape + (1,) * (new.ndim - 1)), new, old)
+
+    return NewtonState(
+        x=where(trial, state.x),
+        value=where(value, state.value),
+        gradient=where(gradient, state.gradient),
+        edm=where(edm, state.edm),
+        direction=where(direction, state.direction),
+        newton_ok=where(newton_ok, state.newton_ok),
+        step_length=where(jnp.ones_like(state.step_length), state.step_length * 0.5),
+        halvings=where(jnp.zeros_like(state.halvings), state.halvings + 1),
+        damping=damping,
+        evaluations=state.evaluations + 1,
+    )
+
+
+def finished(
+    state: NewtonState, *, max_iterations: int, edm_tolerance: float, max_halvings: int
+) -> jax.Array:
+    """Per fit: converged (EDM below tolerance), out of evaluations, or out of halvings."""
+    return (
+        (state.evaluations >= max_iterations)
+        | (state.edm < edm_tolerance)
+        | (state.halvings > max_halvings)
+    )
+
+
+def result(state: NewtonState, edm_tolerance: float) -> MinimizeResult:
+    """The outcome of the fits of a (finished) state."""
+    return MinimizeResult(
+        state.x, state.value, state.edm, state.edm < edm_tolerance, state.evaluations
+    )
 
 
 def newton_minimize(
@@ -132,87 +337,31 @@ def newton_minimize(
     edm_tolerance: float = 1e-9,
     max_halvings: int = 30,
 ) -> MinimizeResult:
-    """Minimise within ``[lower, upper]`` holding ``fixed`` parameters.
+    """Minimise within ``[lower, upper]`` holding ``fixed`` parameters: one fit (vmap it
+    for a batch that runs until its slowest fit is done), a while loop over
+    :func:`step` until :func:`finished`.
 
     ``evaluate(x)`` returns the objective (a -2 log-likelihood), its gradient, its
     Hessian and a positive semi-definite stand-in (Gauss–Newton) used where the Hessian
     is not positive definite. ``x0`` is clipped to the bounds; fixed parameters keep
     their ``x0`` values. ``max_iterations`` counts evaluations (trial points).
-
-    One loop, one evaluation per pass: a trial point that passes the Armijo test is
-    accepted with the derivatives already computed there (the common case costs no
-    separate line-search evaluation); one that fails halves the step for the next
-    pass. No nested loops, so every row of a vmapped batch does the same work per pass.
     """
+    bounds = (lower[None], upper[None], fixed[None])
 
-    def edm_at(x, derivatives):
-        _, g, h, _ = derivatives
-        return bounded_edm(x, g, h, lower, upper, fixed)
+    def evaluate_one(x):
+        return jax.tree.map(lambda a: a[None], evaluate(x[0]))
 
-    def direction_at(x, derivatives, damping):
-        _, g, h, gn = derivatives
-        held = _held(x, g, lower, upper, fixed)
-        g_held, h_held = _reduced(g, h, held)
-        direction, newton_ok = _newton_direction(g_held, h_held, _reduced(g, gn, held)[1], damping)
-        return jnp.where(held, 0.0, direction), newton_ok
+    def keep_going(s):
+        return ~finished(
+            s,
+            max_iterations=max_iterations,
+            edm_tolerance=edm_tolerance,
+            max_halvings=max_halvings,
+        )[0]
 
-    # The first pass "accepts" x0 (the previous value is +inf) and evaluates it there:
-    # the compiled loop then holds a single copy of the (large) evaluation.
-    x0 = jnp.clip(x0, lower, upper)
-    n = x0.shape[0]
-    unknown = (jnp.asarray(jnp.inf, x0.dtype), jnp.zeros_like(x0), jnp.eye(n), jnp.eye(n))
-    one = jnp.asarray(1.0, x0.dtype)
-    state = _State(
-        x0,
-        unknown,
-        jnp.asarray(jnp.inf, x0.dtype),
-        jnp.zeros_like(x0),
-        jnp.asarray(True),  # so that the first acceptance leaves the damping at 0
-        one,
-        jnp.asarray(0),
-        jnp.asarray(0.0, x0.dtype),
-        jnp.asarray(0),
+    final = jax.lax.while_loop(
+        keep_going,
+        lambda s: step(evaluate_one, s, *bounds),
+        initial_state(x0[None], lower[None], upper[None]),
     )
-
-    def keep_going(s: _State):
-        return (
-            (s.evaluations < max_iterations)
-            & ~(s.edm < edm_tolerance)
-            & (s.halvings <= max_halvings)
-        )
-
-    def step(s: _State) -> _State:
-        f, g, _, _ = s.derivatives
-        held = _held(s.x, g, lower, upper, fixed)
-        trial = jnp.clip(s.x + s.step_length * s.direction, lower, upper)
-        at_trial = evaluate(trial)
-        decrease = jnp.where(held, 0.0, g) @ (trial - s.x)
-        rounding = 4 * jnp.finfo(f.dtype).eps * jnp.abs(f)
-        accepted = jnp.isfinite(at_trial[0]) & (at_trial[0] <= f + 1e-4 * decrease + rounding)
-
-        full_step = s.newton_ok & (s.halvings == 0)
-        damping = jnp.where(
-            full_step,
-            jnp.where(s.damping > _DAMPING_FLOOR, s.damping / 10, 0.0),
-            jnp.clip(s.damping * 10, _DAMPING_FLOOR, _DAMPING_CEILING),
-        )
-        x = jnp.where(accepted, trial, s.x)
-        derivatives = jax.tree.map(lambda a, b: jnp.where(accepted, a, b), at_trial, s.derivatives)
-        damping = jnp.where(accepted, damping, s.damping)
-        direction, newton_ok = direction_at(x, derivatives, damping)
-        return _State(
-            x,
-            derivatives,
-            jnp.where(accepted, edm_at(x, derivatives), s.edm),
-            jnp.where(accepted, direction, s.direction),
-            jnp.where(accepted, newton_ok, s.newton_ok),
-            jnp.where(accepted, one, s.step_length * 0.5),
-            jnp.where(accepted, 0, s.halvings + 1),
-            damping,
-            s.evaluations + 1,
-        )
-
-    final = jax.lax.while_loop(keep_going, step, state)
-    return MinimizeResult(
-        final.x, final.derivatives[0], final.edm, final.edm < edm_tolerance, final.evaluations
-    )
+    return jax.tree.map(lambda a: a[0], result(final, edm_tolerance))

@@ -25,9 +25,14 @@ the letter:
 **Reproducibility.** Toy ``i`` of hypothesis ``h`` for seed ``s`` is drawn with the key
 ``fold_in(fold_in(key(s), h), i)``: it does not depend on how toys are chunked or on
 the machine, so chunk ``[k·n, (k+1)·n)`` computed anywhere is the same toys, and
-chunks merge (:func:`merge`) into the distribution of one run. Toys are fitted in
-batches of a fixed size (the last batch padded), so every call has one shape and one
-compilation, and a toy's fit does not depend on its neighbours.
+chunks merge (:func:`merge`) into the distribution of one run. Toys are fitted on a
+fixed number of lanes (``batch_size``), each lane taking the next fit of a queue as
+soon as its own is done (:func:`~hfpipe.infer.fit.fit_datasets`): one compilation per
+model structure and batch size, and a toy's fit does not depend on its lane or its
+neighbours. It does depend, to rounding (~1e-12 in -2 log L), on the batch size: XLA
+compiles arithmetic differently for different batch shapes. Bit-identical merging
+therefore needs the same batch size in every chunk (the default is a function of the
+structure only).
 
 **Failed fits.** A toy whose free or fixed fit does not converge (after fit_batch's
 retries) is kept with ``converged = False`` and left out of the distributions;
@@ -41,6 +46,7 @@ suggested init (they converge to the same minimum, checked by EDM, in fewer step
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, replace
 
 import jax
@@ -50,7 +56,7 @@ from scipy.special import ndtr
 
 from hfpipe.errors import HfpipeError
 from hfpipe.infer.asymptotics import EXPECTED_SIGMAS
-from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, FitResult, batched, fit_batch
+from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, fit_datasets, queue_length
 from hfpipe.infer.hypotest import test_statistic
 from hfpipe.model.likelihood import expected_aux, expected_main, prepare
 from hfpipe.model.structure import Layout, Numbers, Structure
@@ -66,6 +72,7 @@ __all__ = [
     "merge",
     "sample_toys",
     "standard_errors",
+    "toy_batch_size",
     "toy_distributions",
     "toys",
 ]
@@ -74,9 +81,8 @@ __all__ = [
 TOY_TEST_STATISTICS = ("qtilde", "q", "q0")
 #: Hypotheses in key order: toys of ``HYPOTHESES[h]`` use ``fold_in(key(seed), h)``.
 HYPOTHESES = ("signal", "background")
-#: Toys per compiled fit call (each toy is two fits, so 2000 rows). Memory grows with
-#: it (rows × parameters² for the Hessians); not yet tuned by measurement.
-DEFAULT_TOY_BATCH_SIZE = 1000
+#: Default of ``batch_size``: None, chosen per model by :func:`toy_batch_size`.
+DEFAULT_TOY_BATCH_SIZE = None
 #: Percentiles of the expected band, pyhf's numbers: Φ(-2), Φ(-1), 0.5, Φ(1), Φ(2).
 _BAND_PERCENTILES = 100.0 * ndtr(-EXPECTED_SIGMAS)
 
@@ -138,13 +144,50 @@ class ToyCLs:
     n_failed: int
 
 
+#: Rule of :func:`toy_batch_size`: lanes ≈ _LANE_BUDGET / parameters², a power of two
+#: in [1, _MAX_LANES].
+_LANE_BUDGET, _MAX_LANES = 6400, 128
+
+
+def toy_batch_size(structure: Structure) -> int:
+    """Default number of toy fits run side by side (lanes) for a model of this structure.
+
+    Fewer lanes for larger models: the per-lane work is dominated by (P, P) matrices
+    (Hessian, its Cholesky factor), and once a batch of them outgrows the CPU's caches
+    a wider batch only costs more per fit, while the factorisations that some lane
+    needs (the Gauss–Newton stand-in, the undamped Hessian) are made for all lanes.
+    Measured on this project's 2-core CPU, one XLA thread, toy fits per CPU-second
+    (both hypotheses, free and fixed fits; benchmarks in the commit history):
+
+    ========================  ====  ========================================
+    model                      P    fits/CPU-s by lanes (best bold)
+    ========================  ====  ========================================
+    pyhf docs 2-bin             3   1: 28k, 8: 115k, 32: 197k, **128: 259k**, 512: 228k
+    examples/example           10   1: 12k, 4: 22k, 16: 33k, **64: 34k**, 256: 30k
+    ATLAS 3L-eRJR              70   **1: 750**, 2: 680, 4: 740, 8: 630
+    ATLAS 1Lbb                126   **1: 61**, 2: 49, 4: 50
+    ========================  ====  ========================================
+
+    The rule ``6400 / P²`` rounded down to a power of two (1 to 128) picks the best or
+    a near-best batch for each of them. It depends on the structure only, so chunks of
+    toys made anywhere with the default batch size merge bit for bit.
+    """
+    lanes = _LANE_BUDGET / max(structure.n_parameters, 1) ** 2
+    return int(min(max(2 ** math.floor(math.log2(max(lanes, 1))), 1), _MAX_LANES))
+
+
 # -- generation ---------------------------------------------------------------------
 
 
 def toy_keys(seed: int, hypothesis: int, first: int, n: int) -> jax.Array:
     """Keys of toys ``first … first+n-1`` of one hypothesis (independent of chunking)."""
+    return _toy_keys(seed, hypothesis, first, n)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _toy_keys(seed, hypothesis, first, n: int) -> jax.Array:
     base = jax.random.fold_in(jax.random.key(seed), hypothesis)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(first, first + n))
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(first + jnp.arange(n))
 
 
 @functools.cache
@@ -180,19 +223,21 @@ def _tested_value(test_stat: str, mu: float) -> float:
     return 0.0 if test_stat == "q0" else mu
 
 
-def _test_statistics(structure, numbers, data, start, tested, test_stat, options):
-    """Test statistic and convergence of every row of ``data`` (free + fixed fits)."""
+def _test_statistics(structure, numbers, data, start, tested, test_stat, lanes, options):
+    """Test statistic and convergence of every row of ``data`` (free + fixed fits), each
+    fit starting at its row of ``start`` (the toy's generating parameters)."""
     n, poi = data.shape[0], structure.poi_index
     fixed = np.broadcast_to(np.asarray(numbers.fixed, dtype=bool), (n, structure.n_parameters))
     init = np.broadcast_to(np.asarray(start, dtype=float), (n, structure.n_parameters)).copy()
     fixed_init, fixed_fixed = init.copy(), fixed.copy()
     fixed_init[:, poi], fixed_fixed[:, poi] = tested, True
-    fits = fit_batch(
+    fits = fit_datasets(
         structure,
-        batched(numbers, 2 * n),
-        jnp.concatenate([data, data]),
+        numbers,
+        np.concatenate([data, data]),
         init=np.concatenate([init, fixed_init]),
         fixed=np.concatenate([fixed, fixed_fixed]),
+        lanes=lanes,
         options=options,
     )
     free_nll, fixed_nll = fits.twice_nll[:n], fits.twice_nll[n:]
@@ -201,31 +246,28 @@ def _test_statistics(structure, numbers, data, start, tested, test_stat, options
     return np.where(converged, q, np.nan), converged
 
 
-def _observed_fits(structure, numbers, mu, test_stat, rows, options):
+def _observed_fits(structure, numbers, mu, test_stat, lanes, options):
     """The fits to the observed data and the observed test statistic.
 
     Four fits to the observed data: free, POI fixed at the tested value (the test
     statistic), at ``mu`` (signal+background toys) and at 0 (background toys; 1 for
-    ``q0``). They are padded to ``rows`` (the toy fits' batch shape) so they reuse
-    the toy fits' compilation: the padding (all parameters fixed) costs milliseconds,
-    a compilation seconds.
+    ``q0``). They reuse the toy fits' compiled lanes (four tasks of a queue).
     """
     poi, tested = structure.poi_index, _tested_value(test_stat, mu)
-    data = jnp.concatenate([jnp.asarray(numbers.observed), jnp.asarray(numbers.auxdata)])
-    inits = np.tile(np.asarray(numbers.init, dtype=float), (rows, 1))
-    fixeds = np.ones((rows, structure.n_parameters), dtype=bool)  # padding: nothing to fit
-    fixeds[:4] = np.asarray(numbers.fixed, dtype=bool)
+    data = np.concatenate([np.asarray(numbers.observed), np.asarray(numbers.auxdata)])
+    inits = np.tile(np.asarray(numbers.init, dtype=float), (4, 1))
+    fixeds = np.tile(np.asarray(numbers.fixed, dtype=bool), (4, 1))
     inits[1:4, poi] = [tested, mu, 1.0 if test_stat == "q0" else 0.0]
     fixeds[1:4, poi] = True
-    fits = fit_batch(
+    fits = fit_datasets(
         structure,
-        batched(numbers, rows),
-        jnp.broadcast_to(data, (rows, len(data))),
+        numbers,
+        np.tile(data, (4, 1)),
         init=inits,
         fixed=fixeds,
+        lanes=lanes,
         options=options,
     )
-    fits = FitResult(**{k: v[:4] for k, v in vars(fits).items()})
     if not fits.converged.all():
         raise ToyFitsFailed(
             "fits to the observed data did not converge: " + "; ".join(m for m in fits.message if m)
@@ -245,33 +287,55 @@ def toy_distributions(
     seed: int = 0,
     first_toy: int = 0,
     test_stat: str = "qtilde",
-    batch_size: int = DEFAULT_TOY_BATCH_SIZE,
+    batch_size: int | None = DEFAULT_TOY_BATCH_SIZE,
     options: FitOptions = DEFAULT_OPTIONS,
+    workers: int = 1,
 ) -> ToyDistributions:
     """Test-statistic distributions of toys ``first_toy … first_toy+ntoys-1`` of one model.
 
-    ``numbers`` is one model (no batch axis). Toys are drawn and fitted in batches of
-    ``batch_size``; the result of toy ``i`` depends only on (model, mu, seed, i).
+    ``numbers`` is one model (no batch axis). ``batch_size`` fits run side by side
+    (default: :func:`toy_batch_size` of the structure), each taking the next fit of the
+    queue when its own is done (:func:`~hfpipe.infer.fit.fit_datasets`). For a given
+    batch size the result of toy ``i`` depends only on (model, mu, seed, i); other
+    batch sizes agree to rounding. ``workers > 1`` splits the toys into that many
+    chunks, each fitted by its own process (see :func:`_in_processes`), with the same
+    result.
     """
     if test_stat not in TOY_TEST_STATISTICS:
         raise ValueError(f"toy-based CLs supports {TOY_TEST_STATISTICS}, not {test_stat!r}")
-    if ntoys < 1 or batch_size < 1:
-        raise ValueError("ntoys and batch_size must be positive")
+    lanes = toy_batch_size(structure) if batch_size is None else batch_size
+    if ntoys < 1 or lanes < 1 or workers < 1:
+        raise ValueError("ntoys, batch_size and workers must be positive")
+    if workers > 1 and ntoys > 1:
+        settings = {"seed": seed, "test_stat": test_stat, "batch_size": lanes, "options": options}
+        return _in_processes(structure, numbers, mu, ntoys, first_toy, workers, settings)
     tested = _tested_value(test_stat, mu)
-    size = max(min(batch_size, ntoys), 2)
-    observed, q_obs = _observed_fits(structure, numbers, mu, test_stat, 2 * size, options)
-    signal_pars, background_pars = observed.pars[2], observed.pars[3]
-    results = {}
-    for h, (name, pars) in enumerate(zip(HYPOTHESES, (signal_pars, background_pars), strict=True)):
-        qs, oks = [], []
-        for start in range(first_toy, first_toy + ntoys, size):
-            count = min(size, first_toy + ntoys - start)
-            keys = toy_keys(seed, h, start, size)  # full batch: one shape, one compilation
-            data = sample_toys(structure, numbers, pars, keys)
-            q, ok = _test_statistics(structure, numbers, data, pars, tested, test_stat, options)
-            qs.append(q[:count])
-            oks.append(ok[:count])
-        results[name] = (np.concatenate(qs), np.concatenate(oks))
+    observed, q_obs = _observed_fits(structure, numbers, mu, test_stat, lanes, options)
+    generating = (observed.pars[2], observed.pars[3])  # signal, background
+    size = queue_length(lanes) // 4  # toys whose fits (2 hypotheses × 2) fill a queue
+    qs, oks = [], []
+    for start in range(first_toy, first_toy + ntoys, size):
+        count = min(size, first_toy + ntoys - start)
+        data = []
+        for h, pars in enumerate(generating):
+            keys = toy_keys(seed, h, start, size)  # full size: one shape, one compilation
+            data.append(np.asarray(sample_toys(structure, numbers, pars, keys))[:count])
+        q, ok = _test_statistics(
+            structure,
+            numbers,
+            np.concatenate(data),
+            np.repeat(np.stack(generating), count, axis=0),
+            tested,
+            test_stat,
+            lanes,
+            options,
+        )
+        qs.append(q.reshape(2, count))
+        oks.append(ok.reshape(2, count))
+    (signal, background), (signal_ok, background_ok) = (
+        np.concatenate(a, axis=1) for a in (qs, oks)
+    )
+    signal_pars, background_pars = generating
     return ToyDistributions(
         mu=float(mu),
         test_stat=test_stat,
@@ -280,13 +344,45 @@ def toy_distributions(
         mu_hat=float(observed.pars[0, structure.poi_index]),
         twice_nll=float(observed.twice_nll[0]),
         toy_index=np.arange(first_toy, first_toy + ntoys),
-        signal=results["signal"][0],
-        background=results["background"][0],
-        signal_converged=results["signal"][1],
-        background_converged=results["background"][1],
+        signal=signal,
+        background=background,
+        signal_converged=signal_ok,
+        background_converged=background_ok,
         signal_pars=np.asarray(signal_pars),
         background_pars=np.asarray(background_pars),
     )
+
+
+def _in_processes(structure, numbers, mu, ntoys, first_toy, workers, settings):
+    """Toys in ``workers`` contiguous chunks, one process each, merged.
+
+    hfpipe's JAX runs on one core per process (``hfpipe/_jax.py``), so this is how one
+    machine fits a point's toys on several cores. The processes are spawned (JAX does
+    not survive a fork): each imports hfpipe and compiles its fits (seconds), which
+    pays off for runs of a minute or more. Spawning re-imports the caller's main
+    module: scripts must call this under ``if __name__ == "__main__":``.
+    """
+    import concurrent.futures
+    import itertools
+    import multiprocessing
+
+    edges = np.linspace(first_toy, first_toy + ntoys, min(workers, ntoys) + 1).astype(int)
+    numbers = jax.tree.map(np.asarray, numbers)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(len(edges) - 1, mp_context=context) as pool:
+        chunks = [
+            pool.submit(
+                toy_distributions,
+                structure,
+                numbers,
+                mu,
+                ntoys=int(end - start),
+                first_toy=int(start),
+                **settings,
+            )
+            for start, end in itertools.pairwise(edges)
+        ]
+        return merge([chunk.result() for chunk in chunks])
 
 
 def merge(parts: list[ToyDistributions]) -> ToyDistributions:
@@ -397,15 +493,17 @@ def toys(
     seed: int = 0,
     first_toy: int = 0,
     test_stat: str = "qtilde",
-    batch_size: int = DEFAULT_TOY_BATCH_SIZE,
+    batch_size: int | None = DEFAULT_TOY_BATCH_SIZE,
     options: FitOptions = DEFAULT_OPTIONS,
+    workers: int = 1,
     **compile_options,
 ) -> ToyDistributions:
     """Toy distributions of a workspace (path, dict or compiled ``Model``) at ``mu``.
 
     ``patches`` and ``compile_options`` (``measurement``, ``normsys_code``, …) go to
     :func:`~hfpipe.model.compile_model`. ``hfpipe.toys(ws, ntoys=10_000).cls()`` gives
-    CLs; chunks made with ``first_toy`` merge with :func:`merge`.
+    CLs; chunks made with ``first_toy`` merge with :func:`merge`; ``workers`` processes
+    share the toys (see :func:`toy_distributions`).
     """
     from hfpipe.model import Model, compile_model
 
@@ -424,4 +522,5 @@ def toys(
         test_stat=test_stat,
         batch_size=batch_size,
         options=options,
+        workers=workers,
     )

@@ -285,22 +285,27 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
     """Expected counts ν (B,), their Jacobian J (B, P), and Σ_b (1 - n_b/ν_b) ∇²ν_b (P, P).
 
     The last term is what turns the Gauss–Newton matrix ``Jᵀ diag(n/ν²) J`` into the
-    exact Hessian of -log L. It is assembled row by row from the one-parameter effects.
-    A row that is exactly zero (a normfactor at 0) would make ``row'/row`` infinite, so
-    mixed second derivatives use rows with zeros replaced by a tiny value: ν is
-    multilinear in the rows, so this is exact to O(tiny).
+    exact Hessian of -log L. It is assembled from the one-parameter effects of each slot,
+    first mapped from effect rows to parameters (P, N), so that each block of the
+    Hessian is one matrix product over slots (no (P, P) gathers: on a CPU those cost
+    more than the products). A row that is exactly zero (a normfactor at 0) would make
+    ``row'/row`` infinite, so mixed second derivatives use rows with zeros replaced by a
+    tiny value: ν is multilinear in the rows, so this is exact to O(tiny).
     """
     maps = _maps(structure)
     terms = _slot_terms(structure, prepared, pars)
-    product = jnp.prod(terms.rows, axis=0)
-    row_slope_times_rest = terms.row_slopes * _leave_one_out(terms.rows)  # (R, N)
-    by_row = terms.additive * row_slope_times_rest  # dν_n / d row_k
-    by_histosys = terms.histosys_slope * product  # dν_n / d alpha_h
     rows, hists = maps.row_of_parameter, maps.histosys_of_parameter
-    jacobian = (
-        _pad(maps.slot_to_bin @ by_row.T, (1,))[:, rows]
-        + _pad(maps.slot_to_bin @ by_histosys.T, (1,))[:, hists]
-    )
+
+    def by_parameter(per_row, index):
+        """(K, N) per effect row → (P, N) per parameter (zeros where it has none)."""
+        return _pad(per_row)[index]
+
+    product = jnp.prod(terms.rows, axis=0)
+    # d row_k / dθ × the other rows, per parameter: d(Π rows)/dθ
+    row_slope_times_rest = by_parameter(terms.row_slopes * _leave_one_out(terms.rows), rows)
+    histosys_slope = by_parameter(terms.histosys_slope, hists)
+    slot_jacobian = terms.additive * row_slope_times_rest + histosys_slope * product  # (P, N)
+    jacobian = maps.slot_to_bin @ slot_jacobian.T
     nu = maps.slot_to_bin @ (terms.additive * product)
     clipped = _clipped(structure, nu)  # constant there: no slope, no curvature
     nu = jnp.where(clipped, YIELD_FLOOR, nu)
@@ -309,22 +314,25 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
     bin_residual = jnp.where(clipped, 0.0, 1.0 - jnp.where(main > 0, main / nu, 0.0))
     residual = maps.slot_to_bin.T @ bin_residual  # per slot
     tiny_rows = jnp.where(terms.rows == 0, 1e-30, terms.rows)
-    log_slopes = terms.row_slopes / tiny_rows  # (R, N)
-    by_tiny_row = terms.additive * terms.row_slopes * _leave_one_out(tiny_rows)
-    row_row = (by_tiny_row * residual) @ log_slopes.T  # (R, R), symmetric off the diagonal
-    row_row = jnp.where(jnp.eye(row_row.shape[0], dtype=bool), 0.0, row_row)
-    row_row = row_row + jnp.diag(
-        jnp.sum(residual * terms.additive * terms.row_curvatures * _leave_one_out(terms.rows), 1)
+    log_slopes = by_parameter(terms.row_slopes / tiny_rows, rows)
+    by_tiny_row = by_parameter(
+        terms.additive * terms.row_slopes * _leave_one_out(tiny_rows) * residual, rows
     )
-    histosys_row = (terms.histosys_slope * residual) @ row_slope_times_rest.T  # (H, R)
-    histosys_histosys = jnp.sum(residual * terms.histosys_curvature * product, axis=1)
-    mixed = _pad(histosys_row, (0, 1))[hists[:, None], rows[None, :]]
-    second = (
-        _pad(row_row, (0, 1))[rows[:, None], rows[None, :]]
-        + mixed
-        + mixed.T
-        + jnp.diag(_pad(histosys_histosys)[hists])
+    # row × row (off the diagonal: different rows of a slot), histosys × row and its
+    # transpose; on the diagonal the rows' and histosys' own curvatures
+    row_row = by_tiny_row @ log_slopes.T
+    residual_histosys = histosys_slope * residual
+    mixed = (
+        jnp.concatenate([residual_histosys, row_slope_times_rest], axis=1)
+        @ jnp.concatenate([row_slope_times_rest, residual_histosys], axis=1).T
     )
+    row_curvature = jnp.sum(
+        residual * terms.additive * terms.row_curvatures * _leave_one_out(terms.rows), 1
+    )
+    histosys_curvature = jnp.sum(residual * terms.histosys_curvature * product, axis=1)
+    own = _pad(row_curvature)[rows] + _pad(histosys_curvature)[hists]
+    diagonal = jnp.eye(structure.n_parameters, dtype=bool)
+    second = mixed + jnp.where(diagonal, own, row_row)
     return nu, jacobian, second
 
 

@@ -77,7 +77,7 @@ class ScanSettings:
     calctype: str = "asymptotics"  # or "toybased"
     ntoys: int = 1000  # toys per hypothesis and point (toybased)
     seed: int = 0  # the toys of every point use this seed (toybased)
-    toy_batch_size: int = DEFAULT_TOY_BATCH_SIZE
+    toy_batch_size: int | None = DEFAULT_TOY_BATCH_SIZE  # None: by model size
     max_failed_fraction: float = 0.01  # of toy fits, above which a point fails
 
     #: opt-in for unphysical models: clip expected bin yields at a small positive floor
