@@ -145,6 +145,23 @@ def test_lane_fits_depend_on_their_own_task_only(docs_run):
         np.testing.assert_allclose(other.pars, whole.pars, rtol=1e-7, atol=1e-7)
 
 
+def test_unconverged_lane_fits_are_retried_as_in_fit_batch(docs_run):
+    """Three evaluations are too few from mu = 3: every lane fit fails and goes through
+    fit_batch's retry chain (MIGRAD, then a Newton polish), with the same outcome."""
+    model, _ = docs_run
+    structure, numbers = model.structure, model.numbers
+    data = sample_toys(structure, numbers, numbers.init, toy_keys(5, 0, 0, 4))
+    init = np.tile(np.asarray(numbers.init, dtype=float), (4, 1))
+    init[:, structure.poi_index] = 3.0
+    options = FitOptions(max_iterations=3)
+    lanes = fit_datasets(structure, numbers, data, init=init, lanes=2, options=options)
+    batch = fit_batch(structure, numbers, data, init=init, options=options)
+    assert list(lanes.method) == ["newton>minuit>newton"] * 4 and lanes.converged.all()
+    np.testing.assert_allclose(lanes.twice_nll, batch.twice_nll, rtol=1e-12)
+    with pytest.raises(ValueError, match="no data sets"):
+        fit_datasets(structure, numbers, data[:0], lanes=2)
+
+
 def test_batch_size_changes_toys_only_by_rounding(docs_run):
     """Another batch size (lane count): every toy's test statistic agrees to rounding
     (XLA compiles each batch shape on its own), so the CLs are the same."""

@@ -208,6 +208,8 @@ def fit_datasets(
     if lanes < 1:
         raise ValueError("lanes must be positive")
     data = np.asarray(data, dtype=float)
+    if len(data) == 0:
+        raise ValueError("no data sets to fit")
     n, shape = len(data), (len(data), structure.n_parameters)
     init = np.broadcast_to(np.asarray(numbers.init if init is None else init, float), shape)
     fixed = np.broadcast_to(np.asarray(numbers.fixed if fixed is None else fixed, bool), shape)

@@ -156,8 +156,9 @@ def toy_batch_size(structure: Structure) -> int:
     (Hessian, its Cholesky factor), and once a batch of them outgrows the CPU's caches
     a wider batch only costs more per fit, while the factorisations that some lane
     needs (the Gauss–Newton stand-in, the undamped Hessian) are made for all lanes.
-    Measured on this project's 2-core CPU, one XLA thread, toy fits per CPU-second
-    (both hypotheses, free and fixed fits; benchmarks in the commit history):
+    Measured on this project's shared 2-core CPU, one XLA thread: toy fits per
+    CPU-second of :func:`~hfpipe.infer.fit.fit_datasets` on toys of both hypotheses,
+    free and fixed fits, lane counts interleaved in one process, best of 5 to 8 runs:
 
     ========================  ====  ========================================
     model                      P    fits/CPU-s by lanes (best bold)
