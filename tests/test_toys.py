@@ -306,16 +306,16 @@ def test_cli_toy_chunks_and_merge(shared_data, tmp_path):
 def test_3l_erjr_agrees_with_pyhf_toys(load_analysis):
     """ATLAS 3L-eRJR ERJR_200p0_100p0 against pyhf's toys (tests/data/pyhf_toys_3l.json).
 
-    Slow, and with few pyhf toys: pyhf needs ~10 s a fit on this model here (so its toys
-    are made once by tests/data/pyhf_toys_3l.py and stored); hfpipe's toy fits of this
-    70-parameter model cost ~1 ms each (its default batch size). Errors are
-    bootstraps of both toy sets; where both are 0 (no toy beyond the value in either)
+    pyhf's toys are slow on this model (1,650 per hypothesis took 45 min with its jax
+    backend), so they are made once by tests/data/pyhf_toys_3l.py and stored; hfpipe
+    fits 1,000 toys per hypothesis here (~1 ms a fit). Errors are bootstraps of both toy
+    sets, combined in quadrature; where both are 0 (no toy beyond the value in either)
     the values must be equal.
     """
     reference = json.loads((Path(__file__).with_name("data") / "pyhf_toys_3l.json").read_text())
     workspace, patchset, _ = load_analysis("atlas-3l-erjr")
     model = compile_model(workspace, patches=[patchset[reference["point"]]])
-    ntoys = 200
+    ntoys = 1000
     toys = toy_distributions(model.structure, model.numbers, 1.0, ntoys=ntoys, seed=0)
     n = len(reference["signal"])
     pyhf_toys = replace(
