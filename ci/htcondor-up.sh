@@ -90,14 +90,16 @@ done
 # --- configuration ----------------------------------------------------------------------
 cpus=$(nproc)
 memory=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
-cat >"$ROOT/etc/condor/config.d/99-hfpipe.conf" <<CONF
-# written by hfpipe's ci/htcondor-up.sh
-CONDOR_HOST = 127.0.0.1
+# the pool's address and domains: the same for the daemons and the host-side commands
+pool='CONDOR_HOST = 127.0.0.1
 NETWORK_INTERFACE = 127.0.0.1
 BIND_ALL_INTERFACES = False
 ENABLE_IPV6 = False
 UID_DOMAIN = localpool
-FILESYSTEM_DOMAIN = localpool
+FILESYSTEM_DOMAIN = localpool'
+cat >"$ROOT/etc/condor/config.d/99-hfpipe.conf" <<CONF
+# written by hfpipe's ci/htcondor-up.sh
+${pool}
 TRUST_UID_DOMAIN = True
 BASE_CGROUP =
 USE_PID_NAMESPACES = False
@@ -119,12 +121,7 @@ CONF
 mkdir -p /etc/condor
 cat >/etc/condor/condor_config <<CONF
 # host-side client configuration, written by hfpipe's ci/htcondor-up.sh
-CONDOR_HOST = 127.0.0.1
-NETWORK_INTERFACE = 127.0.0.1
-BIND_ALL_INTERFACES = False
-ENABLE_IPV6 = False
-UID_DOMAIN = localpool
-FILESYSTEM_DOMAIN = localpool
+${pool}
 SEC_CLIENT_AUTHENTICATION_METHODS = FS, IDTOKENS
 CONDOR_IDS = 0.0
 CONF
