@@ -39,8 +39,9 @@ retries) is kept with ``converged = False`` and left out of the distributions;
 ``n_failed`` counts them and :func:`cls_from_toys` raises :class:`ToyFitsFailed` only
 when their fraction exceeds ``max_failed_fraction``.
 
-Unlike pyhf, toy fits start from the generating parameters rather than the model's
-suggested init (they converge to the same minimum, checked by EDM, in fewer steps).
+Unlike pyhf, a toy's free fit starts from the generating parameters rather than the
+model's suggested init, and its fit with the POI fixed starts where the free fit ended
+(both converge to a minimum, checked by EDM, in fewer steps).
 """
 
 from __future__ import annotations
@@ -225,25 +226,23 @@ def _tested_value(test_stat: str, mu: float) -> float:
 
 
 def _test_statistics(structure, numbers, data, start, tested, test_stat, lanes, options):
-    """Test statistic and convergence of every row of ``data`` (free + fixed fits), each
-    fit starting at its row of ``start`` (the toy's generating parameters)."""
+    """Test statistic and convergence of every row of ``data``: a free fit starting at
+    its row of ``start`` (the toy's generating parameters), then the fit with the POI
+    fixed at ``tested``, starting where the free fit ended (at ``start`` where that did
+    not converge). The two minima are close, so the second fit takes about half the
+    evaluations it takes from the generating parameters (3L-eRJR: 8.5 → 3.9–5.4)."""
     n, poi = data.shape[0], structure.poi_index
     fixed = np.broadcast_to(np.asarray(numbers.fixed, dtype=bool), (n, structure.n_parameters))
-    init = np.broadcast_to(np.asarray(start, dtype=float), (n, structure.n_parameters)).copy()
-    fixed_init, fixed_fixed = init.copy(), fixed.copy()
-    fixed_init[:, poi], fixed_fixed[:, poi] = tested, True
-    fits = fit_datasets(
-        structure,
-        numbers,
-        np.concatenate([data, data]),
-        init=np.concatenate([init, fixed_init]),
-        fixed=np.concatenate([fixed, fixed_fixed]),
-        lanes=lanes,
-        options=options,
-    )
-    free_nll, fixed_nll = fits.twice_nll[:n], fits.twice_nll[n:]
-    q = test_statistic(test_stat, tested, fits.pars[:n, poi], fixed_nll, free_nll)
-    converged = fits.converged[:n] & fits.converged[n:]
+    start = np.broadcast_to(np.asarray(start, dtype=float), (n, structure.n_parameters))
+    fit = functools.partial(fit_datasets, structure, numbers, data, lanes=lanes, options=options)
+    free = fit(init=start, fixed=fixed)
+    fixed_init = np.where(free.converged[:, None], free.pars, start)
+    fixed_init[:, poi] = tested
+    fixed_fixed = fixed.copy()
+    fixed_fixed[:, poi] = True
+    conditional = fit(init=fixed_init, fixed=fixed_fixed)
+    q = test_statistic(test_stat, tested, free.pars[:, poi], conditional.twice_nll, free.twice_nll)
+    converged = free.converged & conditional.converged
     return np.where(converged, q, np.nan), converged
 
 
@@ -313,7 +312,7 @@ def toy_distributions(
     tested = _tested_value(test_stat, mu)
     observed, q_obs = _observed_fits(structure, numbers, mu, test_stat, lanes, options)
     generating = (observed.pars[2], observed.pars[3])  # signal, background
-    size = queue_length(lanes) // 4  # toys whose fits (2 hypotheses × 2) fill a queue
+    size = queue_length(lanes) // 2  # toys whose fits (2 hypotheses) fill a queue
     qs, oks = [], []
     for start in range(first_toy, first_toy + ntoys, size):
         count = min(size, first_toy + ntoys - start)
