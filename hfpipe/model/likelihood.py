@@ -285,12 +285,19 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
     """Expected counts ν (B,), their Jacobian J (B, P), and Σ_b (1 - n_b/ν_b) ∇²ν_b (P, P).
 
     The last term is what turns the Gauss–Newton matrix ``Jᵀ diag(n/ν²) J`` into the
-    exact Hessian of -log L. It is assembled from the one-parameter effects of each slot,
-    first mapped from effect rows to parameters (P, N), so that each block of the
-    Hessian is one matrix product over slots (no (P, P) gathers: on a CPU those cost
-    more than the products). A row that is exactly zero (a normfactor at 0) would make
-    ``row'/row`` infinite, so mixed second derivatives use rows with zeros replaced by a
-    tiny value: ν is multilinear in the rows, so this is exact to O(tiny).
+    exact Hessian of -log L. A slot's yield is ``a · Π rows`` (a: nominal plus histosys
+    deltas), each row and each delta a function of one parameter, so off the diagonal
+
+        ∂²ν/∂θp∂θq = Π rows · (a ℓp ℓq + vp ℓq + ℓp vq)
+
+    with ℓ = row'/row (log-slopes) and v = delta' (histosys slopes), both mapped from
+    effect rows to parameters (P, N). Summed over slots with the bin residuals, that is
+    one matrix product ``[w(aℓ + v), wℓ] · [ℓ, v]ᵀ`` over 2N slots (w = residual · Π
+    rows); the diagonal is replaced by each parameter's own second derivative. (Matrix
+    products over slots: on a CPU, (P, P) gathers cost more than the products.) A row
+    that is exactly zero (a normfactor at 0) would make ℓ infinite, so the off-diagonal
+    terms use rows with zeros replaced by a tiny value: ν is multilinear in the rows,
+    so this is exact to O(tiny); the Jacobian and the diagonal are computed exactly.
     """
     maps = _maps(structure)
     terms = _slot_terms(structure, prepared, pars)
@@ -301,8 +308,9 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
         return _pad(per_row)[index]
 
     product = jnp.prod(terms.rows, axis=0)
+    others = _leave_one_out(terms.rows)
     # d row_k / dθ × the other rows, per parameter: d(Π rows)/dθ
-    row_slope_times_rest = by_parameter(terms.row_slopes * _leave_one_out(terms.rows), rows)
+    row_slope_times_rest = by_parameter(terms.row_slopes * others, rows)
     histosys_slope = by_parameter(terms.histosys_slope, hists)
     slot_jacobian = terms.additive * row_slope_times_rest + histosys_slope * product  # (P, N)
     jacobian = maps.slot_to_bin @ slot_jacobian.T
@@ -315,25 +323,22 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
     residual = maps.slot_to_bin.T @ bin_residual  # per slot
     tiny_rows = jnp.where(terms.rows == 0, 1e-30, terms.rows)
     log_slopes = by_parameter(terms.row_slopes / tiny_rows, rows)
-    by_tiny_row = by_parameter(
-        terms.additive * terms.row_slopes * _leave_one_out(tiny_rows) * residual, rows
+    weight = residual * jnp.prod(tiny_rows, axis=0)
+    off_diagonal = (
+        jnp.concatenate(
+            [weight * (terms.additive * log_slopes + histosys_slope), weight * log_slopes], 1
+        )
+        @ jnp.concatenate([log_slopes, histosys_slope], 1).T
     )
-    # row × row (off the diagonal: different rows of a slot), histosys × row and its
-    # transpose; on the diagonal the rows' and histosys' own curvatures
-    row_row = by_tiny_row @ log_slopes.T
-    residual_histosys = histosys_slope * residual
-    mixed = (
-        jnp.concatenate([residual_histosys, row_slope_times_rest], axis=1)
-        @ jnp.concatenate([row_slope_times_rest, residual_histosys], axis=1).T
-    )
-    row_curvature = jnp.sum(
-        residual * terms.additive * terms.row_curvatures * _leave_one_out(terms.rows), 1
-    )
+    row_curvature = jnp.sum(residual * terms.additive * terms.row_curvatures * others, 1)
     histosys_curvature = jnp.sum(residual * terms.histosys_curvature * product, axis=1)
-    own = _pad(row_curvature)[rows] + _pad(histosys_curvature)[hists]
+    own = (
+        _pad(row_curvature)[rows]
+        + _pad(histosys_curvature)[hists]
+        + 2.0 * jnp.sum(residual * histosys_slope * row_slope_times_rest, axis=1)
+    )
     diagonal = jnp.eye(structure.n_parameters, dtype=bool)
-    second = mixed + jnp.where(diagonal, own, row_row)
-    return nu, jacobian, second
+    return nu, jacobian, jnp.where(diagonal, own, off_diagonal)
 
 
 def main_jacobian(structure: Layout, prepared: Prepared, pars: jax.Array):
