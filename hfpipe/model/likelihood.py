@@ -292,9 +292,10 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
 
     with ℓ = row'/row (log-slopes) and v = delta' (histosys slopes), both mapped from
     effect rows to parameters (P, N). Summed over slots with the bin residuals, that is
-    one matrix product ``[w(aℓ + v), wℓ] · [ℓ, v]ᵀ`` over 2N slots (w = residual · Π
-    rows); the diagonal is replaced by each parameter's own second derivative. (Matrix
-    products over slots: on a CPU, (P, P) gathers cost more than the products.) A row
+    ``X + Xᵀ`` with the one matrix product ``X = (wℓ) · (aℓ/2 + v)ᵀ`` over slots
+    (w = residual · Π rows); the diagonal is replaced by each parameter's own second
+    derivative. (Matrix products over slots: on a CPU, (P, P) gathers cost more than
+    the products.) A row
     that is exactly zero (a normfactor at 0) would make ℓ infinite, so the off-diagonal
     terms use rows with zeros replaced by a tiny value: ν is multilinear in the rows,
     so this is exact to O(tiny); the Jacobian and the diagonal are computed exactly.
@@ -324,12 +325,8 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
     tiny_rows = jnp.where(terms.rows == 0, 1e-30, terms.rows)
     log_slopes = by_parameter(terms.row_slopes / tiny_rows, rows)
     weight = residual * jnp.prod(tiny_rows, axis=0)
-    off_diagonal = (
-        jnp.concatenate(
-            [weight * (terms.additive * log_slopes + histosys_slope), weight * log_slopes], 1
-        )
-        @ jnp.concatenate([log_slopes, histosys_slope], 1).T
-    )
+    half = (weight * log_slopes) @ (0.5 * terms.additive * log_slopes + histosys_slope).T
+    off_diagonal = half + half.T
     row_curvature = jnp.sum(residual * terms.additive * terms.row_curvatures * others, 1)
     histosys_curvature = jnp.sum(residual * terms.histosys_curvature * product, axis=1)
     own = (
