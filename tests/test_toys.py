@@ -26,6 +26,7 @@ from scipy.special import ndtr
 from hfpipe.cli import main
 from hfpipe.infer import EXPECTED_SIGMAS, hypotest
 from hfpipe.infer.fit import FitOptions, fit_batch, fit_datasets, queue_length
+from hfpipe.infer.hypotest import hypotest_batch
 from hfpipe.infer.toys import (
     ToyFitsFailed,
     merge,
@@ -336,3 +337,39 @@ def test_3l_erjr_agrees_with_pyhf_toys(load_analysis):
     print("3L toys: hfpipe", ours, "pyhf", theirs, "combined error", combined, toys.n_failed)
     assert toys.n_failed <= 0.05 * 2 * ntoys
     assert np.all(np.abs(ours - theirs) <= 3 * combined + 1e-12), (ours, theirs, combined)
+
+
+def test_free_fits_stuck_in_a_local_minimum_are_fitted_again(load_analysis):
+    """3L-eRJR toys 110 (signal) and 1853 (background) of seed 3: the free fit from the
+    generating parameters ends in a local minimum above the fit with the POI fixed at 1
+    (impossible for a global minimum), so its q~ would be clipped to 0. The free fit is
+    run again from the fixed fit's minimum, and the test statistic is positive. The
+    same data sets, and signal toy 27 (whose free fit from the model's init ends above
+    the fit with the POI at 0), as observed data of asymptotic hypothesis tests: no
+    free fit ends above a fixed one."""
+    workspace, patchset, _ = load_analysis("atlas-3l-erjr")
+    model = compile_model(workspace, patches=[patchset["ERJR_200p0_100p0"]])
+    structure, numbers = model.structure, model.numbers
+    poi, lanes, fixed = structure.poi_index, toy_batch_size(structure), np.asarray(numbers.fixed)
+    reference = toy_distributions(structure, numbers, 1.0, ntoys=1, first_toy=110, seed=3)
+    signal, background = reference.signal_pars, reference.background_pars
+    stuck = []
+    for hypothesis, index, pars in ((0, 110, signal), (1, 1853, background)):
+        data = np.asarray(sample_toys(structure, numbers, pars, toy_keys(3, hypothesis, index, 1)))
+        free = fit_datasets(structure, numbers, data, init=pars[None], lanes=lanes)
+        conditional_init, conditional_fixed = free.pars.copy(), fixed.copy()
+        conditional_init[:, poi], conditional_fixed[poi] = 1.0, True
+        conditional = fit_datasets(
+            structure, numbers, data, init=conditional_init, fixed=conditional_fixed, lanes=lanes
+        )
+        assert free.converged[0] and conditional.converged[0]
+        assert conditional.twice_nll[0] < free.twice_nll[0] - 0.1  # the premise
+        toys = toy_distributions(structure, numbers, 1.0, ntoys=1, first_toy=index, seed=3)
+        assert (toys.signal if hypothesis == 0 else toys.background)[0] > 1e-3
+        stuck.append(data[0])
+    stuck.append(np.asarray(sample_toys(structure, numbers, signal, toy_keys(3, 0, 27, 1)))[0])
+    result = hypotest_batch(structure, numbers, np.ones(3), data=np.stack(stuck))
+    lowest_fixed = np.minimum(
+        result.fits["fixed"].twice_nll, result.fits["asimov_generation"].twice_nll
+    )
+    assert np.all(result.twice_nll <= lowest_fixed + 1e-6)

@@ -38,6 +38,8 @@ __all__ = [
     "fit_batch",
     "fit_datasets",
     "hesse_uncertainties",
+    "keep_lower",
+    "local_minima",
 ]
 
 
@@ -381,6 +383,40 @@ def fit_batch(
             _retry(structure, _row(numbers, i), data[i], fixed[i], options, i, result)
     result.warning = bound_warnings(structure, numbers, result.pars, fixed)
     return result
+
+
+#: A free fit whose -2 log L exceeds a constrained fit's (same data, a parameter held) by
+#: more than this ended in a local minimum (fits converge to ~1e-9).
+LOCAL_MINIMUM_TOLERANCE = 1e-6
+
+
+def local_minima(free: FitResult, constrained: list[FitResult]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose free fit ended in a local minimum, and where to fit them again.
+
+    A free fit can never end above a fit of the same data with a parameter held (the POI
+    fixed): where it does, it is stuck in a local minimum. Real likelihoods have them
+    (3L-eRJR: 0.3–1 % of toy data sets, 0.1–2.6 in -2 log L). Returns those rows and, for
+    each, the parameters of the lowest constrained fit: a free fit started there (with
+    the parameter released) ends at or below it. pyhf keeps such fits, and clips the
+    test statistic to 0.
+    """
+    values = np.stack([np.where(c.converged, c.twice_nll, np.inf) for c in constrained])
+    lowest = np.argmin(values, axis=0)
+    rows = np.flatnonzero(
+        free.converged
+        & (values[lowest, np.arange(len(free))] < free.twice_nll - LOCAL_MINIMUM_TOLERANCE)
+    )
+    starts = np.stack([c.pars for c in constrained])[lowest[rows], rows]
+    return rows, starts
+
+
+def keep_lower(result: FitResult, rows: np.ndarray, again: FitResult) -> None:
+    """Replace ``result``'s ``rows`` (in place) by the converged fits of ``again`` (one
+    row each) that end lower."""
+    lower = again.converged & (again.twice_nll < result.twice_nll[rows])
+    for name, values in vars(result).items():
+        if values is not None:
+            values[rows[lower]] = getattr(again, name)[lower]
 
 
 def _messages(converged, edm) -> np.ndarray:

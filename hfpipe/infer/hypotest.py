@@ -9,7 +9,10 @@ runs five fits, as pyhf's ``AsymptoticCalculator`` does:
 * on the Asimov data: the free fit and the fit with the POI fixed at ``mu``.
 
 The three observed-data fits of every row go through one batched Newton call, the two
-Asimov fits through another. Test statistics are differences of ``twice_nll``.
+Asimov fits through another. Test statistics are differences of ``twice_nll``. A free
+fit that ended above one of the POI-fixed fits of the same data is stuck in a local
+minimum and is fitted again from the lower fit's minimum
+(:func:`~hfpipe.infer.fit.local_minima`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from hfpipe.infer.asymptotics import cls_asymptotic
-from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, FitResult, batched, fit_batch
+from hfpipe.infer.fit import (
+    DEFAULT_OPTIONS,
+    FitOptions,
+    FitResult,
+    batched,
+    fit_batch,
+    keep_lower,
+    local_minima,
+)
 from hfpipe.model.likelihood import expected_data, prepare
 from hfpipe.model.structure import Layout, Numbers, Structure
 
@@ -138,6 +149,18 @@ def hypotest_batch(
         options=options,
     )
     free, fixed_fit, generation = (_slice(observed, k * n, (k + 1) * n) for k in range(3))
+    stuck, starts = local_minima(free, [fixed_fit, generation])
+    if len(stuck):  # fitted again from there, padded to the shape above (one compilation)
+        take = np.resize(stuck, 3 * n)
+        again = fit_batch(
+            structure,
+            jax.tree.map(lambda a: a[take], numbers),
+            data[take],
+            init=np.resize(starts, (3 * n, structure.n_parameters)),
+            fixed=fixed[take],
+            options=options,
+        )
+        keep_lower(free, stuck, _slice(again, 0, len(stuck)))
     generated = jnp.asarray(generation.pars)
     asimov = asimov_data(structure, numbers, generated)
     # The Asimov data set's free fit has its minimum at the parameters that generated
