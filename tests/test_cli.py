@@ -78,3 +78,26 @@ def test_unknown_point_is_one_line():
     result = run("cls", WS, "--patchset", PATCHSET, "--point", "nope")
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert "nope" in result.output
+
+
+def test_compilation_cache_recipe(tmp_path):
+    """docs/recipes.md: with JAX_COMPILATION_CACHE_DIR set, a first process writes its
+    compiled fits there and a second one loads them (JAX says so when asked to log its
+    compilations) and gives the same output: hfpipe's JAX set-up at import does not get
+    in the way of JAX's cache."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "jax-cache"
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_LOG_COMPILES": "1"}
+    command = [sys.executable, "-m", "hfpipe", "cls", WS, "--patchset", PATCHSET]
+    command += ["--point", "sig_500_200"]
+    outputs, hits = [], []
+    for _ in range(2):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        outputs.append(json.loads(done.stdout))
+        hits.append(done.stderr.count("Persistent compilation cache hit"))
+        assert any(cache.iterdir())
+    assert hits[0] == 0 and hits[1] > 0
+    assert outputs[0] == outputs[1]
