@@ -164,6 +164,7 @@ def test_local_profile_3l_all_points_rerun_and_partial_rerun(shared_data, tmp_pa
     for plot in ("contour.png", "contour.pdf"):
         assert (results / plot).stat().st_size > 1000
     assert (tmp_path / "logs" / "atlas-3l-erjr" / "scan_chunk_003.log").exists()
+    assert any((tmp_path / ".jax-cache").iterdir())  # the scan jobs' compiled fits
 
     assert "Nothing to be done" in _run(command)
     before = read_table(results / "scan.parquet")[0]

@@ -1,5 +1,6 @@
 # Input functions and the command line each rule runs; no computing happens here.
 import json
+import os
 import re
 import shlex
 import sys
@@ -51,6 +52,16 @@ def scan_options():
     if settings.get("batch_size"):
         options.append(f"--batch-size {settings['batch_size']}")
     return " ".join(options)
+
+
+def job_environment():
+    """Environment settings prefixed to a scan job's command: JAX's persistent compilation
+    cache in `compilation_cache` (an absolute path, so it holds wherever the job starts),
+    from which a job loads the fits an earlier job compiled instead of compiling them."""
+    cache = config["compilation_cache"]
+    if not cache:
+        return ""
+    return f"JAX_COMPILATION_CACHE_DIR={shlex.quote(os.path.abspath(cache))} "
 
 
 def plan(analysis):

@@ -8,6 +8,7 @@ rule scan_chunk:
     params:
         points=chunk_points,
         options=scan_options(),
+        environment=job_environment(),
     log:
         "logs/{analysis}/scan_chunk_{chunk}.log",
     threads: 2
@@ -15,5 +16,5 @@ rule scan_chunk:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{HFPIPE} scan {input.workspace:q} {input.patchset:q} --analysis {wildcards.analysis:q}"
+        "{params.environment}{HFPIPE} scan {input.workspace:q} {input.patchset:q} --analysis {wildcards.analysis:q}"
         " --points {params.points:q} {params.options} -o {output:q} 2> {log:q}"
