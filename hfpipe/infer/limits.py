@@ -24,7 +24,7 @@ from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, batched, fit_batch
 from hfpipe.infer.hypotest import HypotestResult, asimov_data, hypotest_batch, test_statistic
 from hfpipe.model.structure import Numbers, Structure
 
-__all__ = ["CLsCurves", "UpperLimits", "upper_limits_batch"]
+__all__ = ["LIMIT_TEST_STATISTICS", "CLsCurves", "UpperLimits", "upper_limits_batch"]
 
 _CURVES = 6  # observed, then expected -2σ … +2σ
 #: Test statistics whose CLs falls with μ above μ̂ (what an upper limit needs).

@@ -243,18 +243,16 @@ def _test_statistics(structure, numbers, data, start, tested, test_stat, lanes, 
     n, poi = data.shape[0], structure.poi_index
     fixed = np.broadcast_to(np.asarray(numbers.fixed, dtype=bool), (n, structure.n_parameters))
     start = np.broadcast_to(np.asarray(start, dtype=float), (n, structure.n_parameters))
-    fit = functools.partial(fit_datasets, structure, numbers, data, lanes=lanes, options=options)
-    free = fit(init=start, fixed=fixed)
+    fit = functools.partial(fit_datasets, structure, numbers, lanes=lanes, options=options)
+    free = fit(data, init=start, fixed=fixed)
     fixed_init = np.where(free.converged[:, None], free.pars, start)
     fixed_init[:, poi] = tested
     fixed_fixed = fixed.copy()
     fixed_fixed[:, poi] = True
-    conditional = fit(init=fixed_init, fixed=fixed_fixed)
+    conditional = fit(data, init=fixed_init, fixed=fixed_fixed)
     stuck, starts = local_minima(free, [conditional])
     if len(stuck):  # fitted again from the fixed fit's minimum
-        rerun = functools.partial(fit_datasets, lanes=lanes, options=options)
-        again = rerun(structure, numbers, data[stuck], init=starts, fixed=fixed[stuck])
-        keep_lower(free, stuck, again)
+        keep_lower(free, stuck, fit(data[stuck], init=starts, fixed=fixed[stuck]))
     q = test_statistic(test_stat, tested, free.pars[:, poi], conditional.twice_nll, free.twice_nll)
     converged = free.converged & conditional.converged
     return np.where(converged, q, np.nan), converged

@@ -295,10 +295,10 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
     ``X + Xᵀ`` with the one matrix product ``X = (wℓ) · (aℓ/2 + v)ᵀ`` over slots
     (w = residual · Π rows); the diagonal is replaced by each parameter's own second
     derivative. (Matrix products over slots: on a CPU, (P, P) gathers cost more than
-    the products.) A row
-    that is exactly zero (a normfactor at 0) would make ℓ infinite, so the off-diagonal
-    terms use rows with zeros replaced by a tiny value: ν is multilinear in the rows,
-    so this is exact to O(tiny); the Jacobian and the diagonal are computed exactly.
+    the products.) A row that is exactly zero (a normfactor at 0) would make ℓ infinite,
+    so the off-diagonal terms use rows with zeros replaced by a tiny value: ν is
+    multilinear in the rows, so this is exact to O(tiny); the Jacobian and the diagonal
+    are computed exactly.
     """
     maps = _maps(structure)
     terms = _slot_terms(structure, prepared, pars)
@@ -336,12 +336,6 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
     )
     diagonal = jnp.eye(structure.n_parameters, dtype=bool)
     return nu, jacobian, jnp.where(diagonal, own, off_diagonal)
-
-
-def main_jacobian(structure: Layout, prepared: Prepared, pars: jax.Array):
-    """Expected counts per bin and their exact Jacobian (B, P) with respect to ``pars``."""
-    nu, jacobian, _ = _main_derivatives(structure, prepared, pars, jnp.zeros(structure.n_bins))
-    return nu, jacobian
 
 
 def twice_nll_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, data: jax.Array):

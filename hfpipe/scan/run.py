@@ -25,7 +25,7 @@ import pandas as pd
 from hfpipe import spec
 from hfpipe.errors import HfpipeError
 from hfpipe.infer import FitOptions, hypotest_batch
-from hfpipe.infer.limits import upper_limits_batch
+from hfpipe.infer.limits import LIMIT_TEST_STATISTICS, upper_limits_batch
 from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, ToyFitsFailed, toy_distributions
 from hfpipe.model import Numbers, SampleCache, Structure, check_yields, compile_workspace
 from hfpipe.scan.columns import EXPECTED_COLUMNS, LIMIT_COLUMNS, column_order
@@ -89,7 +89,7 @@ class ScanSettings:
             raise HfpipeError(f"calctype must be asymptotics or toybased, not {self.calctype!r}")
         if self.calctype == "toybased" and self.upper_limits:
             raise HfpipeError("upper limits are computed with asymptotics only, not toys")
-        if self.upper_limits and self.test_stat not in ("qtilde", "q"):
+        if self.upper_limits and self.test_stat not in LIMIT_TEST_STATISTICS:
             raise HfpipeError(f"upper limits need test statistic qtilde or q, not {self.test_stat}")
 
 
