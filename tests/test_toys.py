@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 from scipy.special import ndtr
 
+import hfpipe.infer.fit as fit_module
 from hfpipe.cli import main
 from hfpipe.infer import EXPECTED_SIGMAS, hypotest
 from hfpipe.infer.fit import FitOptions, fit_batch, fit_datasets, queue_length
@@ -373,3 +374,29 @@ def test_free_fits_stuck_in_a_local_minimum_are_fitted_again(load_analysis):
         result.fits["fixed"].twice_nll, result.fits["asimov_generation"].twice_nll
     )
     assert np.all(result.twice_nll <= lowest_fixed + 1e-6)
+
+
+def test_toy_fits_stop_at_their_own_tolerance(load_analysis):
+    """Toy fits stop at FitOptions.toy_edm_tolerance (1e-6): against toys fitted to the
+    1e-9 of other fits, every test statistic agrees within about that, some differ
+    (the setting takes effect), the observed test statistic (fits to the observed data,
+    always at edm_tolerance) is the same, and both runs share one compiled lane driver
+    (the tolerance is an argument of it)."""
+    workspace, patchset, _ = load_analysis("atlas-3l-erjr")
+    model = compile_model(workspace, patches=[patchset["ERJR_200p0_100p0"]])
+    loose = toy_distributions(model.structure, model.numbers, 1.0, ntoys=150, seed=4)
+    compiled = fit_module._lanes_for.cache_info().misses
+    tight = toy_distributions(
+        model.structure,
+        model.numbers,
+        1.0,
+        ntoys=150,
+        seed=4,
+        options=FitOptions(toy_edm_tolerance=1e-9),
+    )
+    assert fit_module._lanes_for.cache_info().misses == compiled
+    assert loose.q_obs == tight.q_obs
+    difference = np.abs(
+        np.concatenate([loose.signal - tight.signal, loose.background - tight.background])
+    )
+    assert np.all(difference <= 2e-6) and np.any(difference > 1e-10), difference.max()

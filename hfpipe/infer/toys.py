@@ -41,7 +41,10 @@ when their fraction exceeds ``max_failed_fraction``.
 
 Unlike pyhf, a toy's free fit starts from the generating parameters rather than the
 model's suggested init, and its fit with the POI fixed starts where the free fit ended
-(both converge to a minimum, checked by EDM, in fewer steps).
+(both converge to a minimum, checked by EDM, in fewer steps). Toy fits stop at an EDM
+of ``FitOptions.toy_edm_tolerance`` (1e-6 in -2 log L, so a toy's test statistic is
+within about 1e-6 of its exact value); the fits to the observed data, which give the
+observed test statistic and the generating parameters, at ``edm_tolerance`` (1e-9).
 """
 
 from __future__ import annotations
@@ -239,7 +242,8 @@ def _test_statistics(structure, numbers, data, start, tested, test_stat, lanes, 
     not converge). The two minima are close, so the second fit takes about half the
     evaluations it takes from the generating parameters (3L-eRJR: 8.5 → 3.9–5.4). A
     free fit that ended above the fixed one is fitted again (:func:`~hfpipe.infer.fit.
-    local_minima`)."""
+    local_minima`). Every fit here stops at ``options.toy_edm_tolerance``."""
+    options = replace(options, edm_tolerance=options.toy_edm_tolerance)
     n, poi = data.shape[0], structure.poi_index
     fixed = np.broadcast_to(np.asarray(numbers.fixed, dtype=bool), (n, structure.n_parameters))
     start = np.broadcast_to(np.asarray(start, dtype=float), (n, structure.n_parameters))
