@@ -245,9 +245,26 @@ def _overshot(x, trial, gradient, lower, upper, fixed):
     return jnp.any((onto_lower | onto_upper) & pulled_back & ~fixed)
 
 
+#: Bounds of the factor by which a rejected trial's step is shortened.
+_SHORTEST, _LONGEST = 0.1, 0.5
+
+
+def _shortening(f0, slope, f1):
+    """Factor for the next trial after a rejected one: the minimum of the parabola
+    through ``f0`` with ``slope`` at the start of the step and ``f1`` at the rejected
+    trial, within [0.1, 0.5] (safeguarded quadratic backtracking, Nocedal & Wright
+    §3.5). A trial that overshot by far is thus shortened in one go instead of by
+    repeated halvings; where the parabola says nothing (no finite value, no upward
+    curvature), the step is halved."""
+    curvature = f1 - f0 - slope
+    fraction = -slope / (2 * jnp.where(curvature > 0, curvature, 1.0))
+    usable = jnp.isfinite(fraction) & (curvature > 0)
+    return jnp.where(usable, jnp.clip(fraction, _SHORTEST, _LONGEST), _LONGEST)
+
+
 def _accept(s: NewtonState, trial, value, gradient, lower, upper, fixed):
     """Whether one fit's trial point passes the Armijo test and overshoots no bound,
-    and its next damping."""
+    its next damping, and the factor that shortens the step should it be rejected."""
     held = _held(s.x, s.gradient, lower, upper, fixed)
     decrease = jnp.where(held, 0.0, s.gradient) @ (trial - s.x)
     rounding = 4 * jnp.finfo(value.dtype).eps * jnp.abs(s.value)
@@ -259,7 +276,7 @@ def _accept(s: NewtonState, trial, value, gradient, lower, upper, fixed):
         jnp.where(s.damping > _DAMPING_FLOOR, s.damping / 10, 0.0),
         jnp.clip(s.damping * 10, _DAMPING_FLOOR, _DAMPING_CEILING),
     )
-    return accepted, jnp.where(accepted, damping, s.damping)
+    return accepted, jnp.where(accepted, damping, s.damping), _shortening(s.value, decrease, value)
 
 
 def step(
@@ -286,7 +303,9 @@ def step(
         state, lower, upper
     )
     value, gradient, hessian, gauss_newton = evaluate(trial)
-    accepted, damping = jax.vmap(_accept)(state, trial, value, gradient, lower, upper, fixed)
+    accepted, damping, shortening = jax.vmap(_accept)(
+        state, trial, value, gradient, lower, upper, fixed
+    )
     held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
     needed = accepted if active is None else accepted & active
     direction, newton_ok, edm = _directions(gradient, hessian, gauss_newton, held, damping, needed)
@@ -301,7 +320,7 @@ def step(
         edm=where(edm, state.edm),
         direction=where(direction, state.direction),
         newton_ok=where(newton_ok, state.newton_ok),
-        step_length=where(jnp.ones_like(state.step_length), state.step_length * 0.5),
+        step_length=where(jnp.ones_like(state.step_length), state.step_length * shortening),
         halvings=where(jnp.zeros_like(state.halvings), state.halvings + 1),
         damping=damping,
         evaluations=state.evaluations + 1,
