@@ -16,7 +16,8 @@ Each iteration:
    holds and no parameter was put on a bound that the gradient there pulls it away
    from (an overshoot: a shapesys γ sent to 1e-10, inside the log barrier of its
    Poisson constraint, climbs back by doublings, ~30 evaluations), evaluating value,
-   gradient and curvature at each trial point;
+   gradient and curvature at each trial point; a rejected trial's step is shortened
+   to the minimum of a parabola fitted along it (by a factor 0.1 to 0.5);
 4. on acceptance adapts each fit's
    Marquardt damping λ (Levenberg–Marquardt): it shrinks tenfold after a full Newton
    step and grows tenfold when the step had to be shortened or the Hessian was
@@ -81,7 +82,7 @@ class NewtonState(NamedTuple):
     direction: jax.Array  # of the step under way
     newton_ok: jax.Array  # its matrix was the (damped) exact Hessian
     step_length: jax.Array  # the next trial is clip(x + step_length * direction)
-    halvings: jax.Array  # of the step under way
+    halvings: jax.Array  # shortenings of the step under way (each by 0.1–0.5)
     damping: jax.Array  # Marquardt λ for the next direction
     evaluations: jax.Array
 
@@ -293,7 +294,7 @@ def step(
     Each fit evaluates the trial point ``clip(x + t d)`` of its step under way
     (``evaluate`` maps points (B, P) to batched derivatives). A point that passes
     the Armijo test is accepted with the derivatives already computed there, and the
-    next direction and the EDM are computed from them; one that fails halves the step
+    next direction and the EDM are computed from them; one that fails shortens the step
     for the next pass. No nested loops, so every fit of the batch does the same work.
     ``active`` (B,) marks the fits whose outcome matters (default: all); the others
     are stepped too, but no factorisation is made for them alone. A fit's result
@@ -330,7 +331,8 @@ def step(
 def finished(
     state: NewtonState, *, max_iterations: int, edm_tolerance: float, max_halvings: int
 ) -> jax.Array:
-    """Per fit: converged (EDM below tolerance), out of evaluations, or out of halvings."""
+    """Per fit: converged (EDM below tolerance), out of evaluations, or out of step
+    shortenings."""
     return (
         (state.evaluations >= max_iterations)
         | (state.edm < edm_tolerance)
