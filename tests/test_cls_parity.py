@@ -12,6 +12,7 @@ from pyhf_yardstick import (
 
 from hfpipe import spec
 from hfpipe.infer import FitOptions, fit_batch, hypotest_batch
+from hfpipe.infer.fit import fit_datasets
 from hfpipe.model import compile_model
 
 EXPECTED = ["cls_exp_m2", "cls_exp_m1", "cls_exp", "cls_exp_p1", "cls_exp_p2"]
@@ -80,3 +81,57 @@ def test_minuit_retry_stops_at_its_time_limit(load_analysis):
     np.testing.assert_array_equal(stopped, start)
     finished = _minuit(model.structure, model.numbers, data, start, fixed, seconds=60.0)
     assert finished[model.poi_index] == pytest.approx(0.4906, abs=2e-2)
+
+
+def _runaway_model():
+    """One channel of two bins; the background's histosys empties bin 1 at α = -1 and
+    extrapolates it below zero beyond, and a free factor k scales it. With no event in
+    bin 1, whose Poisson term is then just ν, -2 log L falls without bound towards
+    α = -5, k = 10 (the bounds): pyhf's formula has no maximum there."""
+    background = {
+        "name": "bkg",
+        "data": [1.0, 1.0],
+        "modifiers": [
+            {"name": "k", "type": "normfactor", "data": None},
+            {
+                "name": "h",
+                "type": "histosys",
+                "data": {"hi_data": [1.0, 2.0], "lo_data": [1.0, 0.0]},
+            },
+        ],
+    }
+    signal = {
+        "name": "sig",
+        "data": [0.5, 0.5],
+        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+    }
+    return compile_model(
+        {
+            "channels": [{"name": "SR", "samples": [signal, background]}],
+            "observations": [{"name": "SR", "data": [1.0, 0.0]}],
+            "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+            "version": "1.0.0",
+        }
+    )
+
+
+def test_fits_running_into_negative_yields_fail_without_retries():
+    """From α = -3 the fit runs to the bounds, where every parameter is held and the
+    EDM is 0: a Newton "minimum" that is not one. It is reported failed, with the bin
+    that went negative, and not retried (the MIGRAD retry would use its whole time
+    limit); from the model's init the same data have a genuine minimum."""
+    model = _runaway_model()
+    structure, numbers = model.structure, model.numbers
+    data = np.asarray(model.observed_data())[None]
+    init = np.asarray(numbers.init, dtype=float)[None].copy()
+    init[0, structure.parameter_names.index("h")] = -3.0
+    for fit in (
+        lambda: fit_batch(structure, numbers, data, init=init),
+        lambda: fit_datasets(structure, numbers, np.repeat(data, 3, 0), init=init, lanes=2),
+    ):
+        ran_away = fit()
+        assert not ran_away.converged.any()
+        assert set(ran_away.method) == {"newton"}  # no retry
+        assert all("bin 1 of channel 'SR' went negative (-40)" in m for m in ran_away.message)
+    genuine = fit_batch(structure, numbers, data)
+    assert genuine.converged[0] and genuine.message[0] == ""
