@@ -44,6 +44,7 @@ __all__ = [
     "hesse_uncertainties",
     "keep_lower",
     "local_minima",
+    "replace_rows",
 ]
 
 
@@ -427,13 +428,19 @@ def local_minima(free: FitResult, constrained: list[FitResult]) -> tuple[np.ndar
     return rows, starts
 
 
+def replace_rows(result: FitResult, rows: np.ndarray, again: FitResult, where=True) -> None:
+    """Replace ``result``'s ``rows`` (in place) by the fits of ``again`` (one row each),
+    where ``where`` (a mask over ``rows``; default: all)."""
+    where = np.broadcast_to(where, rows.shape)
+    for name, values in vars(result).items():
+        if values is not None:
+            values[rows[where]] = getattr(again, name)[where]
+
+
 def keep_lower(result: FitResult, rows: np.ndarray, again: FitResult) -> None:
     """Replace ``result``'s ``rows`` (in place) by the converged fits of ``again`` (one
     row each) that end lower."""
-    lower = again.converged & (again.twice_nll < result.twice_nll[rows])
-    for name, values in vars(result).items():
-        if values is not None:
-            values[rows[lower]] = getattr(again, name)[lower]
+    replace_rows(result, rows, again, again.converged & (again.twice_nll < result.twice_nll[rows]))
 
 
 def _messages(converged, edm) -> np.ndarray:
