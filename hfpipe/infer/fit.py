@@ -9,7 +9,8 @@ fail, come back with ``converged = False`` and a message. A fit that ended where
 expected bin yield is negative in a bin without events failed, converged or not, and is
 not retried: there -2 log L falls without bound (the bin's Poisson term is just ν)
 until parameters reach their bounds, so the likelihood has no maximum, and MIGRAD
-would spend its whole time limit on each such fit (1Lbb toys: ~5 % of them).
+would spend its whole time limit on each such fit (1Lbb: 2 % of signal and 15 % of
+background toys).
 
 ``first_method="lbfgsb"`` runs SciPy's L-BFGS-B first instead of Newton: it is the
 kind of first-order fit that stalls on ill-conditioned likelihoods, kept so the
