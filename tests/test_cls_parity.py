@@ -86,8 +86,8 @@ def test_minuit_retry_stops_at_its_time_limit(load_analysis):
 def _runaway_model():
     """One channel of two bins; the background's histosys empties bin 1 at α = -1 and
     extrapolates it below zero beyond, and a free factor k scales it. With no event in
-    bin 1, whose Poisson term is then just ν, -2 log L falls without bound towards
-    α = -5, k = 10 (the bounds): pyhf's formula has no maximum there."""
+    bin 1, whose Poisson term is then just ν, -2 log L falls towards α = -5, k = 10
+    (the bounds) from a start at α = -3."""
     background = {
         "name": "bkg",
         "data": [1.0, 1.0],
@@ -115,23 +115,30 @@ def _runaway_model():
     )
 
 
-def test_fits_running_into_negative_yields_fail_without_retries():
-    """From α = -3 the fit runs to the bounds, where every parameter is held and the
-    EDM is 0: a Newton "minimum" that is not one. It is reported failed, with the bin
-    that went negative, and not retried (the MIGRAD retry would use its whole time
-    limit); from the model's init the same data have a genuine minimum."""
+def test_fits_running_into_negative_yields_are_not_retried():
+    """From α = -3 the fit runs towards the bounds. Stopped after 3 evaluations it is
+    unconverged with a negative yield in the empty bin: reported with that bin and not
+    retried (a MIGRAD retry would use its whole time limit). With enough evaluations it
+    ends on the bounds, a minimum of pyhf's formula within them: kept, with the bound
+    warning; from the model's init the same data have an interior minimum."""
     model = _runaway_model()
     structure, numbers = model.structure, model.numbers
     data = np.asarray(model.observed_data())[None]
     init = np.asarray(numbers.init, dtype=float)[None].copy()
     init[0, structure.parameter_names.index("h")] = -3.0
+    short = FitOptions(max_iterations=3)
     for fit in (
-        lambda: fit_batch(structure, numbers, data, init=init),
-        lambda: fit_datasets(structure, numbers, np.repeat(data, 3, 0), init=init, lanes=2),
+        lambda: fit_batch(structure, numbers, data, init=init, options=short),
+        lambda: fit_datasets(
+            structure, numbers, np.repeat(data, 3, 0), init=init, lanes=2, options=short
+        ),
     ):
         ran_away = fit()
         assert not ran_away.converged.any()
         assert set(ran_away.method) == {"newton"}  # no retry
-        assert all("bin 1 of channel 'SR' went negative (-40)" in m for m in ran_away.message)
+        assert all("bin 1 of channel 'SR' went negative (-11.7)" in m for m in ran_away.message)
+    on_bounds = fit_batch(structure, numbers, data, init=init)
+    assert on_bounds.converged[0] and on_bounds.method[0] == "newton"
+    assert "h at its lower bound -5, k at its upper bound 10" in on_bounds.warning[0]
     genuine = fit_batch(structure, numbers, data)
-    assert genuine.converged[0] and genuine.message[0] == ""
+    assert genuine.converged[0] and genuine.message[0] == "" and genuine.warning[0] == ""

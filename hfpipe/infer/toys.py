@@ -40,8 +40,9 @@ retries) is kept with ``converged = False`` and left out of the distributions;
 when their fraction exceeds ``max_failed_fraction``.
 
 Unlike pyhf, a toy's free fit starts from the generating parameters (its constrained
-parameters at the toy's auxiliary data) rather than the model's suggested init, and its fit with the POI fixed starts where the free fit ended
-(both converge to a minimum, checked by EDM, in fewer steps). Toy fits stop at an EDM
+parameters at the toy's auxiliary data) rather than the model's suggested init, and its
+fit with the POI fixed starts where the free fit ended (both converge to a minimum,
+checked by EDM, in fewer steps). Toy fits stop at an EDM
 of ``FitOptions.toy_edm_tolerance`` (1e-6 in -2 log L, so a toy's test statistic is
 within about 1e-6 of its exact value); the fits to the observed data, which give the
 observed test statistic and the generating parameters, at ``edm_tolerance`` (1e-9).
@@ -247,9 +248,9 @@ def _auxiliary_start(structure: Structure, numbers: Numbers, data, start) -> np.
     free fit, 4,096 toys). Such a start can be far off for a Poisson constraint with a
     small τ (a datum of 1 with τ = 0.058 puts γ at its bound of 10) and, with Gaussian
     data a few σ out, leave a bin with events no expected yield: the few free fits
-    that fail from there (3 in 8,000 on 3L-eRJR; a quarter on 1Lbb, a third of which
-    then turn out to have no minimum) are run again from the generating parameters."""
-    start = np.array(np.broadcast_to(start, (len(data), structure.n_parameters)), dtype=float)
+    that fail from there (3 in 8,000 on 3L-eRJR; a quarter on 1Lbb) are run again from
+    the generating parameters."""
+    start = np.array(start, dtype=float)  # (toys, parameters)
     aux = np.asarray(data)[:, structure.n_bins :]
     free = ~np.asarray(numbers.fixed, dtype=bool)
     lower, upper = np.asarray(numbers.lower), np.asarray(numbers.upper)
