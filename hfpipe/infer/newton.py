@@ -100,9 +100,16 @@ def _reduced(g, h, held):
     return g, h
 
 
+def _cholesky(matrix):
+    """Cholesky factor of a (batch of) symmetric matrices, from the lower triangle only:
+    every matrix here is symmetric by construction, so the averaging with its
+    transpose that ``jnp.linalg.cholesky`` does first is a wasted pass."""
+    return jax.lax.linalg.cholesky(matrix, symmetrize_input=False)
+
+
 def _edm(g, h):
     """½ gᵀ H⁻¹ g via Cholesky; +inf when H is not positive definite."""
-    return _edm_from_factor(g, jnp.linalg.cholesky(h))
+    return _edm_from_factor(g, _cholesky(h))
 
 
 def _edm_from_factor(g, chol):
@@ -178,13 +185,13 @@ def _directions(g, h, gauss_newton, held, damping, needed):
     every row's result depends on its own inputs only.
     """
     g, h = jax.vmap(_reduced)(g, h, held)
-    factor = jnp.linalg.cholesky(jax.vmap(_marquardt)(h, damping))
+    factor = _cholesky(jax.vmap(_marquardt)(h, damping))
     newton_ok = _factor_ok(factor)
     stand_in_damping = jnp.maximum(damping, _GAUSS_NEWTON_DAMPING)
 
     def with_stand_in(factor):
         stand_in = jax.vmap(_reduced)(g, gauss_newton, held)[1]
-        stand_in = jnp.linalg.cholesky(jax.vmap(_marquardt)(stand_in, stand_in_damping))
+        stand_in = _cholesky(jax.vmap(_marquardt)(stand_in, stand_in_damping))
         return jnp.where(newton_ok[:, None, None], factor, stand_in)
 
     chol = jax.lax.cond(jnp.any(needed & ~newton_ok), with_stand_in, lambda f: f, factor)
