@@ -1,0 +1,63 @@
+"""hfpipe's process-wide JAX settings (hfpipe/_jax.py), each checked in a fresh process:
+they are made once, at import."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+_REPORT = """
+import json, jax, jax.numpy as jnp
+import hfpipe
+from hfpipe import _jax
+jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((3, 3))).block_until_ready()
+print(json.dumps({
+    "x64": jax.config.jax_enable_x64,
+    "cache": jax.config.jax_compilation_cache_dir,
+    "kind": _jax._cpu_kind(),
+}))
+"""
+
+
+def _settings(**environment: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env.update(environment, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    done = subprocess.run(
+        [sys.executable, "-c", _REPORT], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_compilation_cache_is_kept_per_kind_of_cpu(tmp_path):
+    settings = _settings(HFPIPE_COMPILATION_CACHE=str(tmp_path))
+    assert settings["x64"]
+    folder = tmp_path / settings["kind"]
+    assert settings["cache"] == str(folder)
+    # the compilation above was written to it, for the next process to load
+    assert any(folder.iterdir())
+
+
+def test_compilation_cache_default_folder_and_off_switch(tmp_path):
+    settings = _settings(XDG_CACHE_HOME=str(tmp_path), HFPIPE_COMPILATION_CACHE="")
+    assert settings["cache"] == str(tmp_path / "hfpipe" / "xla" / settings["kind"])
+    assert _settings(HFPIPE_COMPILATION_CACHE="off")["cache"] is None
+
+
+def test_a_cache_folder_set_for_jax_is_left_alone(tmp_path):
+    mine = tmp_path / "mine"
+    settings = _settings(
+        JAX_COMPILATION_CACHE_DIR=str(mine), HFPIPE_COMPILATION_CACHE=str(tmp_path / "hfpipe")
+    )
+    assert settings["cache"] == str(mine)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads /proc/cpuinfo")
+def test_cpu_kind_names_the_architecture():
+    from hfpipe import _jax
+
+    kind = _jax._cpu_kind()
+    assert kind.startswith(os.uname().machine + "-") and len(kind.split("-")[-1]) == 16
