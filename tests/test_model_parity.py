@@ -162,12 +162,20 @@ def test_structured_derivatives_equal_autodiff(load_analysis, analysis, normsys,
     """twice_nll_derivatives (assembled from per-slot effects) against JAX autodiff of
     twice_nll at random points, one with the POI at 0 (a zero row: mixed terms are
     taken with a tiny stand-in there); the Gauss–Newton matrix is positive
-    semi-definite and differs from the Hessian."""
+    semi-definite and differs from the Hessian. twice_nll_information gives the same
+    value and gradient, the Jacobian of the expected counts, 1/ν and the constraints'
+    Fisher information (1/σ², τ/γ)."""
     import jax
     import jax.numpy as jnp
 
     from hfpipe import spec
-    from hfpipe.model.likelihood import prepare, twice_nll, twice_nll_derivatives
+    from hfpipe.model.likelihood import (
+        expected_main,
+        prepare,
+        twice_nll,
+        twice_nll_derivatives,
+        twice_nll_information,
+    )
 
     workspace, patchset, _ = load_analysis(analysis)
     patched = spec.apply_patches(workspace, [list(patchset)[len(patchset) // 2]])
@@ -181,6 +189,8 @@ def test_structured_derivatives_equal_autodiff(load_analysis, analysis, normsys,
 
     derivatives = jax.jit(lambda x: twice_nll_derivatives(layout, prepared, x, data))
     hessian_of, gradient_of = jax.jit(jax.hessian(objective)), jax.jit(jax.grad(objective))
+    information_at = jax.jit(lambda x: twice_nll_information(layout, prepared, x, data))
+    jacobian_of = jax.jit(jax.jacfwd(lambda x: expected_main(layout, prepared, x)))
     rng = np.random.default_rng(7)
     init, lower = np.asarray(numbers.init, dtype=float), np.asarray(numbers.lower)
     for zero_poi in (False, True):
@@ -199,3 +209,14 @@ def test_structured_derivatives_equal_autodiff(load_analysis, analysis, normsys,
         assert np.max(np.abs(np.asarray(hessian) - exact) / scale) < 1e-9
         assert np.max(np.abs(np.asarray(gauss_newton) - exact) / scale) > 1e-6
         assert np.min(np.linalg.eigvalsh(np.asarray(gauss_newton))) > -1e-9 * np.max(scale)
+        same_value, same_gradient, information = information_at(pars)
+        assert float(same_value) == float(value)
+        np.testing.assert_allclose(same_gradient, gradient, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(information.jacobian, jacobian_of(pars), rtol=1e-9, atol=1e-9)
+        nu = np.asarray(expected_main(layout, prepared, pars))
+        np.testing.assert_allclose(information.weight, 1.0 / nu, rtol=1e-12)
+        expected = np.zeros(len(init))
+        expected[list(layout.normal_params)] = 1.0 / np.asarray(numbers.normal_sigma) ** 2
+        poisson = list(layout.poisson_params)
+        expected[poisson] = np.asarray(numbers.poisson_factor) / np.asarray(pars)[poisson]
+        np.testing.assert_allclose(information.constraint, expected, rtol=1e-12)
