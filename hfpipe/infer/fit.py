@@ -30,7 +30,14 @@ import numpy as np
 from hfpipe import _jax  # noqa: F401  (double precision)
 from hfpipe.infer import newton
 from hfpipe.infer.newton import bounded_edm, newton_minimize
-from hfpipe.model.likelihood import expected_main, prepare, twice_nll, twice_nll_derivatives
+from hfpipe.model.likelihood import (
+    expected_main,
+    prepare,
+    twice_nll,
+    twice_nll_derivatives,
+    twice_nll_information,
+    unconstrained_parameters,
+)
 from hfpipe.model.structure import Layout, Numbers, Structure
 
 __all__ = [
@@ -141,8 +148,16 @@ def _lanes_for(structure: Layout, max_iterations: int, lanes: int):
     depend on the lane it ran in, nor on its neighbours. The EDM tolerance is an
     argument, not a constant: fits of one model to different tolerances (toys and
     the observed data) share one compilation.
+
+    On a single lane (the default for models of about 60 parameters or more), fits
+    take their middle steps by Fisher scoring (see :func:`newton.step`), which needs no
+    (P, P) matrix: on 3L-eRJR toys ~1.2× to 1.35× more fits a CPU-second, at the same
+    minima. A pass of several lanes scores only when no lane needs a Newton step, which
+    would make a fit's path depend on its neighbours; there every pass is a Newton step
+    (cheap for the small models that run many lanes).
     """
     length = queue_length(lanes)
+    unconstrained = unconstrained_parameters(structure)
 
     def run(numbers: Numbers, data, init, fixed, n_tasks, edm_tolerance):
         limits = {
@@ -155,6 +170,7 @@ def _lanes_for(structure: Layout, max_iterations: int, lanes: int):
         lower = jnp.broadcast_to(numbers.lower, shape)
         upper = jnp.broadcast_to(numbers.upper, shape)
         derivatives = jax.vmap(lambda x, d: twice_nll_derivatives(structure, prepared, x, d))
+        information = jax.vmap(lambda x, d: twice_nll_information(structure, prepared, x, d))
 
         def load(task):
             row = jnp.minimum(task, length - 1)
@@ -166,8 +182,17 @@ def _lanes_for(structure: Layout, max_iterations: int, lanes: int):
         def one_pass(carry):
             task, lane_data, lane_fixed, state, next_task, out = carry
             active = task < n_tasks
+            scoring = None
+            if lanes == 1:
+                scoring = (lambda x: information(x, lane_data), unconstrained, edm_tolerance)
             state = newton.step(
-                lambda x: derivatives(x, lane_data), state, lower, upper, lane_fixed, active
+                lambda x: derivatives(x, lane_data),
+                state,
+                lower,
+                upper,
+                lane_fixed,
+                active,
+                scoring=scoring,
             )
             done = active & newton.finished(state, **limits)
             slot = jnp.where(done, task, length)  # out of range: dropped

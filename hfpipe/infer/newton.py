@@ -85,6 +85,9 @@ class NewtonState(NamedTuple):
     halvings: jax.Array  # shortenings of the step under way (each by 0.1–0.5)
     damping: jax.Array  # Marquardt λ for the next direction
     evaluations: jax.Array
+    #: the fit still steps with the Fisher information (Fisher scoring), and has no
+    #: EDM from the Hessian yet (see :func:`step`)
+    scoring: jax.Array
 
 
 def _held(x, g, lower, upper, fixed):
@@ -234,6 +237,7 @@ def initial_state(x0, lower, upper) -> NewtonState:
         halvings=jnp.zeros(batch, int),
         damping=jnp.zeros(batch, dtype),
         evaluations=jnp.zeros(batch, int),
+        scoring=jnp.zeros(batch, bool),
     )
 
 
@@ -287,6 +291,131 @@ def _accept(s: NewtonState, trial, value, gradient, lower, upper, fixed):
     return accepted, jnp.where(accepted, damping, s.damping), _shortening(s.value, decrease, value)
 
 
+class _Update(NamedTuple):
+    """What one evaluation at the trial points gives each fit of a batch."""
+
+    value: jax.Array
+    gradient: jax.Array
+    accepted: jax.Array
+    damping: jax.Array
+    shortening: jax.Array
+    direction: jax.Array
+    newton_ok: jax.Array
+    edm: jax.Array
+    scoring: jax.Array
+
+
+def _hessian_update(
+    evaluate, enter_scoring: bool, state: NewtonState, trial, lower, upper, fixed, active
+):
+    """Evaluate value, gradient and curvature at the trial points; on acceptance, the
+    next Newton direction and the EDM. A fit accepted here steps by Newton's method
+    next, except after its first evaluation when ``enter_scoring``."""
+    value, gradient, hessian, gauss_newton = evaluate(trial)
+    accepted, damping, shortening = jax.vmap(_accept)(
+        state, trial, value, gradient, lower, upper, fixed
+    )
+    held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
+    needed = accepted if active is None else accepted & active
+    direction, newton_ok, edm = _directions(gradient, hessian, gauss_newton, held, damping, needed)
+    # the first accepted point (the start) hands the fit over to scoring, if enabled
+    scoring = jnp.where(accepted, enter_scoring & (state.evaluations == 0), state.scoring)
+    return _Update(
+        value, gradient, accepted, damping, shortening, direction, newton_ok, edm, scoring
+    )
+
+
+def _scoring_direction(g, information, unconstrained, held, damping):
+    """Fisher-scoring direction of one fit and the EDM it predicts: solves
+    ``(F + λ diag(scale)) d = -g`` over the parameters not held, with the Fisher matrix
+    ``F = 2 (Jᵀ W J + diag c)`` (see ``likelihood.Information``).
+
+    F is a diagonal plus B outer products (one a bin), so the Woodbury identity solves
+    it through a (B + K, B + K) system instead of a (P, P) factorisation. The K
+    ``unconstrained`` parameters (normfactors: no constraint term, c = 0) would leave
+    that diagonal singular; each gets its own Fisher diagonal added to the diagonal and
+    taken off again as one more outer product. Returns a zero direction and an infinite
+    EDM where the system is unusable (a bin with a non-positive expected yield, a
+    parameter without any information).
+    """
+    keep = ~held
+    jacobian = jnp.where(keep, information.jacobian, 0.0)  # (B, P)
+    constraint = jnp.where(keep, information.constraint, 0.0)
+    fisher_diagonal = 2.0 * (information.weight @ jacobian**2 + constraint)
+    scale = jnp.where(held, 0.0, _diagonal_scale(jnp.where(held, 0.0, fisher_diagonal)))
+    own = (
+        jnp.zeros_like(g)
+        .at[unconstrained]
+        .set(jnp.where(keep[unconstrained], fisher_diagonal[unconstrained], 0.0))
+    )
+    diagonal = jnp.where(held, 1.0, 2.0 * constraint + damping * scale + own)
+    columns = jnp.concatenate(
+        [
+            (jnp.sqrt(2.0 * information.weight)[:, None] * jacobian).T,
+            jnp.zeros((g.shape[0], unconstrained.shape[0]), g.dtype)
+            .at[unconstrained, jnp.arange(unconstrained.shape[0])]
+            .set(jnp.sqrt(own[unconstrained])),
+        ],
+        axis=1,
+    )  # (P, B + K): F + damping = diag(diagonal) + columns · diag(signs) · columnsᵀ
+    signs = jnp.concatenate(
+        [jnp.ones(jacobian.shape[0], g.dtype), -jnp.ones(unconstrained.shape[0], g.dtype)]
+    )
+    g = jnp.where(held, 0.0, g)
+    scaled = columns / diagonal[:, None]
+    inner = jnp.diag(signs) + columns.T @ scaled
+    newton = g / diagonal - scaled @ jnp.linalg.solve(inner, columns.T @ (g / diagonal))
+    direction = jnp.where(held, 0.0, -newton)
+    edm = -0.5 * g @ direction
+    usable = jnp.all(jnp.isfinite(direction)) & (edm >= 0.0)
+    return jnp.where(usable, direction, 0.0), jnp.where(usable, edm, jnp.inf)
+
+
+#: Evaluations after which a fit leaves Fisher scoring for Newton steps, whatever its
+#: Fisher EDM (scoring converges linearly, and only near the minimum is that fast).
+_MAX_SCORING_EVALUATIONS = 12
+#: A fit leaves scoring once its Fisher EDM is below this many times its tolerance:
+#: Newton steps (quadratic convergence) finish from there in about one evaluation,
+#: where scoring (linear convergence) took several (3L-eRJR toys, tolerance 1e-6:
+#: 1: 5.7 + 6.6 evaluations a free + fixed fit; 100: 4.9 + 5.6; 1000: 4.7 + 5.3, with
+#: more of them Newton ones).
+_SCORING_SWITCH = 100.0
+
+
+def _scoring_update(
+    evaluate_information, unconstrained, edm_tolerance, state, trial, lower, upper, fixed
+):
+    """Evaluate value, gradient and Fisher information at the trial points; on
+    acceptance, the next Fisher-scoring direction. A fit whose Fisher EDM is below
+    :data:`_SCORING_SWITCH` times ``edm_tolerance`` (or whose scoring is unusable, or
+    has gone on for :data:`_MAX_SCORING_EVALUATIONS`) leaves scoring: its next trial
+    point is evaluated with the Hessian, which judges convergence."""
+    value, gradient, information = evaluate_information(trial)
+    accepted, damping, shortening = jax.vmap(_accept)(
+        state, trial, value, gradient, lower, upper, fixed
+    )
+    held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
+    direction, fisher_edm = jax.vmap(_scoring_direction, in_axes=(0, 0, None, 0, 0))(
+        gradient, information, unconstrained, held, damping
+    )
+    leave = (
+        (fisher_edm < _SCORING_SWITCH * edm_tolerance)
+        | ~jnp.isfinite(fisher_edm)
+        | (state.evaluations + 1 >= _MAX_SCORING_EVALUATIONS)
+    )
+    return _Update(
+        value,
+        gradient,
+        accepted,
+        damping,
+        shortening,
+        direction,
+        newton_ok=jnp.isfinite(fisher_edm),
+        edm=jnp.full_like(value, jnp.inf),  # no EDM until the Hessian has been seen
+        scoring=jnp.where(accepted, ~leave, state.scoring),
+    )
+
+
 def step(
     evaluate: Callable[[jax.Array], Derivatives],
     state: NewtonState,
@@ -294,6 +423,8 @@ def step(
     upper: jax.Array,
     fixed: jax.Array,
     active: jax.Array | None = None,
+    *,
+    scoring: tuple | None = None,
 ) -> NewtonState:
     """One evaluation for every fit of a batch (leading axis of ``state``, ``lower``,
     ``upper``, ``fixed``).
@@ -306,32 +437,48 @@ def step(
     ``active`` (B,) marks the fits whose outcome matters (default: all); the others
     are stepped too, but no factorisation is made for them alone. A fit's result
     never depends on the other rows of the batch.
+
+    ``scoring = (evaluate_information, unconstrained, switch_edm)`` lets fits that
+    start with ``initial_state(..., scoring=True)`` take their first steps by Fisher
+    scoring: the Fisher information comes without second derivatives of the yields and
+    is solved without a (P, P) factorisation (:func:`_scoring_direction`), about a
+    third of the cost of a Newton evaluation, and scoring converges nearly as fast as
+    Newton's method while the fit is still far from the minimum. Once a fit's Fisher
+    EDM is below ``switch_edm`` (its EDM tolerance), its next point is evaluated with
+    the Hessian, as every point is after that: convergence is only ever judged with
+    the Hessian's EDM. A pass runs Fisher scoring only when no active fit of the batch
+    needs the Hessian; otherwise every fit takes a Newton step.
     """
     trial = jax.vmap(lambda s, lo, hi: jnp.clip(s.x + s.step_length * s.direction, lo, hi))(
         state, lower, upper
     )
-    value, gradient, hessian, gauss_newton = evaluate(trial)
-    accepted, damping, shortening = jax.vmap(_accept)(
-        state, trial, value, gradient, lower, upper, fixed
-    )
-    held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
-    needed = accepted if active is None else accepted & active
-    direction, newton_ok, edm = _directions(gradient, hessian, gauss_newton, held, damping, needed)
+    args = (state, trial, lower, upper, fixed)
+    if scoring is None:
+        update = _hessian_update(evaluate, False, *args, active)
+    else:
+        hessian_needed = ~state.scoring if active is None else active & ~state.scoring
+        update = jax.lax.cond(
+            jnp.any(hessian_needed),
+            lambda: _hessian_update(evaluate, True, *args, active),
+            lambda: _scoring_update(*scoring, *args),
+        )
+    accepted = update.accepted
 
     def where(new, old):
         return jnp.where(accepted.reshape(accepted.shape + (1,) * (new.ndim - 1)), new, old)
 
     return NewtonState(
         x=where(trial, state.x),
-        value=where(value, state.value),
-        gradient=where(gradient, state.gradient),
-        edm=where(edm, state.edm),
-        direction=where(direction, state.direction),
-        newton_ok=where(newton_ok, state.newton_ok),
-        step_length=where(jnp.ones_like(state.step_length), state.step_length * shortening),
+        value=where(update.value, state.value),
+        gradient=where(update.gradient, state.gradient),
+        edm=where(update.edm, state.edm),
+        direction=where(update.direction, state.direction),
+        newton_ok=where(update.newton_ok, state.newton_ok),
+        step_length=where(jnp.ones_like(state.step_length), state.step_length * update.shortening),
         halvings=where(jnp.zeros_like(state.halvings), state.halvings + 1),
-        damping=damping,
+        damping=update.damping,
         evaluations=state.evaluations + 1,
+        scoring=update.scoring,
     )
 
 
