@@ -195,6 +195,14 @@ def _lanes_for(structure: Layout, max_iterations: int, lanes: int):
                 scoring=scoring,
             )
             done = active & newton.finished(state, **limits)
+            carry = task, lane_data, lane_fixed, state, next_task, out
+            # most passes finish no fit (one lane: 1 in ~5): the bookkeeping waits for one
+            return jax.lax.cond(jnp.any(done), record_and_reload, lambda c, _: c, carry, done)
+
+        def record_and_reload(carry, done):
+            """Write the finished lanes' results at their tasks' indices and load the
+            next tasks into those lanes."""
+            task, lane_data, lane_fixed, state, next_task, out = carry
             slot = jnp.where(done, task, length)  # out of range: dropped
             found = newton.result(state, edm_tolerance)
             out = jax.tree.map(lambda o, r: o.at[slot].set(r, mode="drop"), out, found)
