@@ -546,20 +546,24 @@ def _mark_runaways(structure: Structure, numbers, shared_model, data, result) ->
     factor), possibly until parameters reach their bounds (1Lbb toys: yields of -4e5):
     no retry mends that.
     """
-    nu = _expected_yields(structure, numbers, shared_model, result.pars)
-    negative = (np.asarray(data)[:, : structure.n_bins] == 0) & (nu < 0)
-    negative &= ~np.asarray(result.converged)[:, None]
-    runaway = negative.any(axis=1)
+    runaway = np.zeros(len(result), dtype=bool)
+    unconverged = np.flatnonzero(~np.asarray(result.converged))
+    if not len(unconverged):  # the usual case: no yields to compute
+        return runaway
+    models = numbers if shared_model else jax.tree.map(lambda a: a[unconverged], numbers)
+    nu = _expected_yields(structure, models, shared_model, result.pars[unconverged])
+    negative = (np.asarray(data)[unconverged, : structure.n_bins] == 0) & (nu < 0)
     ends = np.cumsum(structure.channel_bins)
-    for i in np.flatnonzero(runaway):
-        b = int(np.flatnonzero(negative[i])[np.argmin(nu[i][negative[i]])])
+    for k in np.flatnonzero(negative.any(axis=1)):
+        i, b = unconverged[k], int(np.flatnonzero(negative[k])[np.argmin(nu[k][negative[k]])])
         channel = int(np.searchsorted(ends, b, side="right"))
         local = b - (int(ends[channel - 1]) if channel else 0)
         result.message[i] = (
             f"not converged: the expected yield of bin {local} of channel "
-            f"'{structure.channels[channel]}' went negative ({nu[i, b]:.3g}) where the data "
+            f"'{structure.channels[channel]}' went negative ({nu[k, b]:.3g}) where the data "
             "have no events, and -2 log L can fall without bound there (not retried)"
         )
+        runaway[i] = True
     return runaway
 
 
