@@ -310,8 +310,15 @@ def _yields(structure: Layout, prepared: Prepared, pars: jax.Array) -> _Yields:
     # d row_k / dθ × the other rows, per parameter: d(Π rows)/dθ
     row_slope_times_rest = _by_parameter(terms.row_slopes * others, maps.row_of_parameter)
     histosys_slope = _by_parameter(terms.histosys_slope, maps.histosys_of_parameter)
-    slot_jacobian = terms.additive * row_slope_times_rest + histosys_slope * product  # (P, N)
-    jacobian = maps.slot_to_bin @ slot_jacobian.T
+    # dν/dθ summed over each bin's slots per effect row first, then mapped to parameters:
+    # (rows, bins) arrays are a fraction of the (P, N) ones (Fisher scoring needs no more)
+    to_bins = maps.slot_to_bin.T
+    row_jacobian = (terms.additive * terms.row_slopes * others) @ to_bins
+    histosys_jacobian = (terms.histosys_slope * product) @ to_bins
+    jacobian = (
+        _by_parameter(row_jacobian, maps.row_of_parameter)
+        + _by_parameter(histosys_jacobian, maps.histosys_of_parameter)
+    ).T
     nu = maps.slot_to_bin @ (terms.additive * product)
     clipped = _clipped(structure, nu)  # constant there: no slope, no curvature
     nu = jnp.where(clipped, YIELD_FLOOR, nu)
