@@ -30,9 +30,11 @@ fixed number of lanes (``batch_size``), each lane taking the next fit of a queue
 soon as its own is done (:func:`~hfpipe.infer.fit.fit_datasets`): one compilation per
 model structure and batch size, and a toy's fit does not depend on its lane or its
 neighbours. It does depend, to rounding (~1e-12 in -2 log L), on the batch size: XLA
-compiles arithmetic differently for different batch shapes. Bit-identical merging
-therefore needs the same batch size in every chunk (the default is a function of the
-structure only).
+compiles arithmetic differently for different batch shapes; and a single lane takes
+the middle steps of its fits by Fisher scoring (:func:`~hfpipe.infer.newton.step`), so
+its minima agree with those of several lanes to the EDM tolerance. Bit-identical
+merging therefore needs the same batch size in every chunk (the default is a function
+of the structure only).
 
 **Failed fits.** A toy whose free or fixed fit does not converge (after fit_batch's
 retries) is kept with ``converged = False`` and left out of the distributions;
