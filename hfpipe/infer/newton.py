@@ -28,14 +28,13 @@ Convergence is judged here, not taken on trust: the estimated distance to the mi
 ``EDM = ½ gᵀ H⁻¹ g`` over the free parameters must fall below ``edm_tolerance`` with a
 positive-definite Hessian.
 
-Optionally (``step(..., scoring=...)``, used for fits run one at a time), the steps
-between the first and the last are Fisher-scoring steps: the expected curvature
-``2 (Jᵀ diag(1/ν) J + constraint information)`` needs no second derivatives of the
-yields and, being a diagonal plus one outer product a bin, is solved by the Woodbury
-identity without any (P, P) matrix. Scoring converges linearly but fast while far from
-the minimum; the first step is a Newton step (scoring from the start led some toy fits
-into higher local minima), and once the Fisher EDM is within 100× the tolerance the fit
-goes back to Newton steps, whose EDM decides convergence.
+Optionally (``step(..., scoring=...)`` with ``initial_state(..., scoring=True)``, used
+for fits run one at a time), fits take their first steps by Fisher scoring: the
+expected curvature of the main counts ``2 Jᵀ diag(1/ν) J`` plus the constraint terms'
+curvature needs no second derivatives of the yields and, being a diagonal plus one
+outer product a bin, is solved by the Woodbury identity without any (P, P) matrix.
+Scoring converges linearly but fast while far from the minimum; once its EDM is within
+100× the tolerance the fit goes on with Newton steps, whose EDM decides convergence.
 
 The minimiser comes in pieces that work on a batch of fits (leading axis):
 :func:`initial_state`, :func:`step` (one evaluation for every fit), :func:`finished`
@@ -226,8 +225,9 @@ def _directions(g, h, gauss_newton, held, damping, needed):
     return jnp.where(held, 0.0, direction), newton_ok, edm
 
 
-def initial_state(x0, lower, upper) -> NewtonState:
-    """Fresh state of a batch of fits starting at ``x0`` (B, P), clipped to the bounds.
+def initial_state(x0, lower, upper, scoring: bool = False) -> NewtonState:
+    """Fresh state of a batch of fits starting at ``x0`` (B, P), clipped to the bounds;
+    with ``scoring``, the fits begin with Fisher scoring (see :func:`step`).
 
     The first step "accepts" x0 (the previous value is +inf) and evaluates it there:
     a compiled loop over :func:`step` then holds a single copy of the (large)
@@ -246,7 +246,7 @@ def initial_state(x0, lower, upper) -> NewtonState:
         halvings=jnp.zeros(batch, int),
         damping=jnp.zeros(batch, dtype),
         evaluations=jnp.zeros(batch, int),
-        scoring=jnp.zeros(batch, bool),
+        scoring=jnp.full(batch, scoring),
     )
 
 
@@ -314,12 +314,9 @@ class _Update(NamedTuple):
     scoring: jax.Array
 
 
-def _hessian_update(
-    evaluate, enter_scoring: bool, state: NewtonState, trial, lower, upper, fixed, active
-):
+def _hessian_update(evaluate, state: NewtonState, trial, lower, upper, fixed, active):
     """Evaluate value, gradient and curvature at the trial points; on acceptance, the
-    next Newton direction and the EDM. A fit accepted here steps by Newton's method
-    next, except after its first evaluation when ``enter_scoring``."""
+    next Newton direction and the EDM (a fit accepted here has left Fisher scoring)."""
     value, gradient, hessian, gauss_newton = evaluate(trial)
     accepted, damping, shortening = jax.vmap(_accept)(
         state, trial, value, gradient, lower, upper, fixed
@@ -327,8 +324,7 @@ def _hessian_update(
     held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
     needed = accepted if active is None else accepted & active
     direction, newton_ok, edm = _directions(gradient, hessian, gauss_newton, held, damping, needed)
-    # the first accepted point (the start) hands the fit over to scoring, if enabled
-    scoring = jnp.where(accepted, enter_scoring & (state.evaluations == 0), state.scoring)
+    scoring = jnp.where(accepted, False, state.scoring)
     return _Update(
         value, gradient, accepted, damping, shortening, direction, newton_ok, edm, scoring
     )
@@ -447,28 +443,29 @@ def step(
     are stepped too, but no factorisation is made for them alone. A fit's result
     never depends on the other rows of the batch.
 
-    ``scoring = (evaluate_information, unconstrained, switch_edm)`` lets fits that
+    ``scoring = (evaluate_information, unconstrained, edm_tolerance)`` lets fits that
     start with ``initial_state(..., scoring=True)`` take their first steps by Fisher
-    scoring: the Fisher information comes without second derivatives of the yields and
-    is solved without a (P, P) factorisation (:func:`_scoring_direction`), about a
-    third of the cost of a Newton evaluation, and scoring converges nearly as fast as
-    Newton's method while the fit is still far from the minimum. Once a fit's Fisher
-    EDM is below ``switch_edm`` (its EDM tolerance), its next point is evaluated with
-    the Hessian, as every point is after that: convergence is only ever judged with
-    the Hessian's EDM. A pass runs Fisher scoring only when no active fit of the batch
-    needs the Hessian; otherwise every fit takes a Newton step.
+    scoring: ``evaluate_information`` gives value, gradient and the scoring matrix
+    without second derivatives of the yields (``likelihood.twice_nll_information``),
+    solved without a (P, P) factorisation (:func:`_scoring_direction`): about a quarter
+    of the cost of a Newton evaluation, and nearly as fast a convergence while the fit
+    is still far from the minimum. Once a fit's Fisher EDM is below
+    :data:`_SCORING_SWITCH` times ``edm_tolerance``, its next point is evaluated with
+    the Hessian, as every point is after that: convergence is only ever judged with the
+    Hessian's EDM. A pass runs Fisher scoring only when no active fit of the batch needs
+    the Hessian; otherwise every fit takes a Newton step.
     """
     trial = jax.vmap(lambda s, lo, hi: jnp.clip(s.x + s.step_length * s.direction, lo, hi))(
         state, lower, upper
     )
     args = (state, trial, lower, upper, fixed)
     if scoring is None:
-        update = _hessian_update(evaluate, False, *args, active)
+        update = _hessian_update(evaluate, *args, active)
     else:
         hessian_needed = ~state.scoring if active is None else active & ~state.scoring
         update = jax.lax.cond(
             jnp.any(hessian_needed),
-            lambda: _hessian_update(evaluate, True, *args, active),
+            lambda: _hessian_update(evaluate, *args, active),
             lambda: _scoring_update(*scoring, *args),
         )
     accepted = update.accepted
