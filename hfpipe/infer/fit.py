@@ -151,12 +151,14 @@ def _lanes_for(structure: Layout, max_iterations: int, lanes: int):
 
     On a single lane (the default for models of about 60 parameters or more), fits
     take their first steps by Fisher scoring (see :func:`newton.step`), which needs no
-    (P, P) matrix: on 3L-eRJR toys ~1.8× more fits a CPU-second. A pass of several lanes scores only when no lane needs a Newton step, which
-    would make a fit's path depend on its neighbours; there every pass is a Newton step
-    (cheap for the small models that run many lanes).
+    (P, P) matrix: on 3L-eRJR toys ~1.8× more fits a CPU-second. A pass of several
+    lanes scores only when no lane needs a Newton step, which would make a fit's path
+    depend on its neighbours; there every pass is a Newton step (cheap for the small
+    models that run many lanes).
     """
     length = queue_length(lanes)
     unconstrained = unconstrained_parameters(structure)
+    scores = lanes == 1
 
     def run(numbers: Numbers, data, init, fixed, n_tasks, edm_tolerance):
         limits = {
@@ -173,7 +175,7 @@ def _lanes_for(structure: Layout, max_iterations: int, lanes: int):
 
         def load(task):
             row = jnp.minimum(task, length - 1)
-            start = newton.initial_state(init[row], lower, upper, scoring=lanes == 1)
+            start = newton.initial_state(init[row], lower, upper, scoring=scores)
             return data[row], fixed[row], start
 
         def keep_going(carry):
@@ -183,7 +185,7 @@ def _lanes_for(structure: Layout, max_iterations: int, lanes: int):
             task, lane_data, lane_fixed, state, next_task, out = carry
             active = task < n_tasks
             scoring = None
-            if lanes == 1:
+            if scores:
                 scoring = (lambda x: information(x, lane_data), unconstrained, edm_tolerance)
             state = newton.step(
                 lambda x: derivatives(x, lane_data),

@@ -314,14 +314,22 @@ class _Update(NamedTuple):
     scoring: jax.Array
 
 
-def _hessian_update(evaluate, state: NewtonState, trial, lower, upper, fixed, active):
-    """Evaluate value, gradient and curvature at the trial points; on acceptance, the
-    next Newton direction and the EDM (a fit accepted here has left Fisher scoring)."""
-    value, gradient, hessian, gauss_newton = evaluate(trial)
+def _judge(state: NewtonState, trial, value, gradient, lower, upper, fixed):
+    """Per fit of a batch, from value and gradient at its trial point: accepted, next
+    damping, shortening should it be rejected (:func:`_accept`), and the parameters
+    held there."""
     accepted, damping, shortening = jax.vmap(_accept)(
         state, trial, value, gradient, lower, upper, fixed
     )
     held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
+    return accepted, damping, shortening, held
+
+
+def _hessian_update(evaluate, state: NewtonState, trial, lower, upper, fixed, active):
+    """Evaluate value, gradient and curvature at the trial points; on acceptance, the
+    next Newton direction and the EDM (a fit accepted here has left Fisher scoring)."""
+    value, gradient, hessian, gauss_newton = evaluate(trial)
+    accepted, damping, shortening, held = _judge(state, trial, value, gradient, lower, upper, fixed)
     needed = accepted if active is None else accepted & active
     direction, newton_ok, edm = _directions(gradient, hessian, gauss_newton, held, damping, needed)
     scoring = jnp.where(accepted, False, state.scoring)
@@ -343,23 +351,18 @@ def _scoring_direction(g, information, unconstrained, held, damping):
     EDM where the system is unusable (a bin with a non-positive expected yield, a
     parameter without any information).
     """
-    keep = ~held
-    jacobian = jnp.where(keep, information.jacobian, 0.0)  # (B, P)
-    constraint = jnp.where(keep, information.constraint, 0.0)
-    fisher_diagonal = 2.0 * (information.weight @ jacobian**2 + constraint)
-    scale = jnp.where(held, 0.0, _diagonal_scale(jnp.where(held, 0.0, fisher_diagonal)))
-    own = (
-        jnp.zeros_like(g)
-        .at[unconstrained]
-        .set(jnp.where(keep[unconstrained], fisher_diagonal[unconstrained], 0.0))
-    )
-    diagonal = jnp.where(held, 1.0, 2.0 * constraint + damping * scale + own)
+    jacobian = jnp.where(held, 0.0, information.jacobian)  # (B, P)
+    constraint = jnp.where(held, 0.0, information.constraint)
+    fisher_diagonal = 2.0 * (information.weight @ jacobian**2 + constraint)  # 0 if held
+    own = fisher_diagonal[unconstrained]  # (K,)
+    diagonal = 2.0 * constraint + damping * _diagonal_scale(fisher_diagonal)
+    diagonal = jnp.where(held, 1.0, diagonal.at[unconstrained].add(own))
     columns = jnp.concatenate(
         [
             (jnp.sqrt(2.0 * information.weight)[:, None] * jacobian).T,
             jnp.zeros((g.shape[0], unconstrained.shape[0]), g.dtype)
             .at[unconstrained, jnp.arange(unconstrained.shape[0])]
-            .set(jnp.sqrt(own[unconstrained])),
+            .set(jnp.sqrt(own)),
         ],
         axis=1,
     )  # (P, B + K): F + damping = diag(diagonal) + columns · diag(signs) · columnsᵀ
@@ -381,9 +384,9 @@ def _scoring_direction(g, information, unconstrained, held, damping):
 _MAX_SCORING_EVALUATIONS = 12
 #: A fit leaves scoring once its Fisher EDM is below this many times its tolerance:
 #: Newton steps (quadratic convergence) finish from there in about one evaluation,
-#: where scoring (linear convergence) took several (3L-eRJR toys, tolerance 1e-6:
-#: 1: 5.7 + 6.6 evaluations a free + fixed fit; 100: 4.9 + 5.6; 1000: 4.7 + 5.3, with
-#: more of them Newton ones).
+#: where scoring (linear convergence) takes several. 3L-eRJR toys, tolerance 1e-6,
+#: variants interleaved in one process, median fits a CPU-second: 1×: 5,600,
+#: 10×: 6,300, 100×: 6,600; 300× and 1000× the same as 100× within the noise.
 _SCORING_SWITCH = 100.0
 
 
@@ -396,10 +399,7 @@ def _scoring_update(
     has gone on for :data:`_MAX_SCORING_EVALUATIONS`) leaves scoring: its next trial
     point is evaluated with the Hessian, which judges convergence."""
     value, gradient, information = evaluate_information(trial)
-    accepted, damping, shortening = jax.vmap(_accept)(
-        state, trial, value, gradient, lower, upper, fixed
-    )
-    held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
+    accepted, damping, shortening, held = _judge(state, trial, value, gradient, lower, upper, fixed)
     direction, fisher_edm = jax.vmap(_scoring_direction, in_axes=(0, 0, None, 0, 0))(
         gradient, information, unconstrained, held, damping
     )

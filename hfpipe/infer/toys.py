@@ -33,9 +33,9 @@ neighbours. It does depend, to rounding (~1e-12 in -2 log L), on the batch size:
 compiles arithmetic differently for different batch shapes; and a single lane takes
 the first steps of its fits by Fisher scoring (:func:`~hfpipe.infer.newton.step`), so
 its minima agree with those of several lanes to the EDM tolerance (or, in about one
-fit in 1,500 on 3L-eRJR, are other local minima). Bit-identical
-merging therefore needs the same batch size in every chunk (the default is a function
-of the structure only).
+fit in 1,500 on 3L-eRJR, are other local minima). Bit-identical merging therefore
+needs the same batch size in every chunk (the default is a function of the structure
+only).
 
 **Failed fits.** A toy whose free or fixed fit does not converge (after fit_batch's
 retries) is kept with ``converged = False`` and left out of the distributions;

@@ -302,8 +302,6 @@ class _Yields(NamedTuple):
     terms: _SlotTerms
     product: jax.Array  # (N,) product of the multiplicative rows
     others: jax.Array  # (R, N) product of all rows but one
-    row_slope_times_rest: jax.Array  # (P, N) d(Π rows)/dθ
-    histosys_slope: jax.Array  # (P, N)
 
 
 def _yields(structure: Layout, prepared: Prepared, pars: jax.Array) -> _Yields:
@@ -311,9 +309,6 @@ def _yields(structure: Layout, prepared: Prepared, pars: jax.Array) -> _Yields:
     terms = _slot_terms(structure, prepared, pars)
     product = jnp.prod(terms.rows, axis=0)
     others = _leave_one_out(terms.rows)
-    # d row_k / dθ × the other rows, per parameter: d(Π rows)/dθ
-    row_slope_times_rest = _by_parameter(terms.row_slopes * others, maps.row_of_parameter)
-    histosys_slope = _by_parameter(terms.histosys_slope, maps.histosys_of_parameter)
     # dν/dθ summed over each bin's slots per effect row first, then mapped to parameters:
     # (rows, bins) arrays are a fraction of the (P, N) ones (Fisher scoring needs no more)
     to_bins = maps.slot_to_bin.T
@@ -327,9 +322,7 @@ def _yields(structure: Layout, prepared: Prepared, pars: jax.Array) -> _Yields:
     clipped = _clipped(structure, nu)  # constant there: no slope, no curvature
     nu = jnp.where(clipped, YIELD_FLOOR, nu)
     jacobian = jnp.where(clipped[:, None], 0.0, jacobian)
-    return _Yields(
-        nu, jacobian, clipped, terms, product, others, row_slope_times_rest, histosys_slope
-    )
+    return _Yields(nu, jacobian, clipped, terms, product, others)
 
 
 def _by_parameter(per_row: jax.Array, index: np.ndarray) -> jax.Array:
@@ -358,9 +351,10 @@ def _main_derivatives(structure: Layout, prepared: Prepared, pars: jax.Array, ma
     """
     maps = _maps(structure)
     rows, hists = maps.row_of_parameter, maps.histosys_of_parameter
-    nu, jacobian, clipped, terms, product, others, row_slope_times_rest, histosys_slope = _yields(
-        structure, prepared, pars
-    )
+    nu, jacobian, clipped, terms, product, others = _yields(structure, prepared, pars)
+    # d row_k / dθ × the other rows, per parameter: d(Π rows)/dθ; histosys slopes (P, N)
+    row_slope_times_rest = _by_parameter(terms.row_slopes * others, rows)
+    histosys_slope = _by_parameter(terms.histosys_slope, hists)
 
     bin_residual = jnp.where(clipped, 0.0, 1.0 - jnp.where(main > 0, main / nu, 0.0))
     residual = maps.slot_to_bin.T @ bin_residual  # per slot
