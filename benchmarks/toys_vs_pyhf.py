@@ -150,7 +150,9 @@ def _warm_pool(folder: Path, ntoys: int, batch_size, retry: bool, workers: int):
     return fits / wall, fits / cpu
 
 
-def _hfpipe(folder: Path, ntoys: int, batch_size: int, retry: bool, workers: int) -> float:
+def _hfpipe(
+    folder: Path, ntoys: int, batch_size: int, retry: bool, workers: int
+) -> tuple[float, float]:
     from hfpipe.infer.toys import toy_batch_size
 
     model = _model(folder)
@@ -173,7 +175,7 @@ def _hfpipe(folder: Path, ntoys: int, batch_size: int, retry: bool, workers: int
     return timer.rates
 
 
-def _pyhf(folder: Path, ntoys: int) -> float:
+def _pyhf(folder: Path, ntoys: int) -> tuple[float, float]:
     import numpy as np
     import pyhf
 
