@@ -1,7 +1,7 @@
 """CPU time of a scan's point preparation on ATLAS 1Lbb (125 points), phase by phase.
 
 Each point is patched (and validated), its measurement found, compiled and its yields
-checked, as ``hfpipe.scan`` does before fitting: the scan's way (the background checked
+checked, as ``hfpipe.scanning`` does before fitting: the scan's way (the background checked
 and compiled once: ``spec.PatchBase`` and ``model.compile.SampleCache``) and, for
 comparison, point by point from scratch. CPU time of this process (``time.process_time``),
 best of a few passes, so that other work on the machine counts little.

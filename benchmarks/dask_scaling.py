@@ -20,7 +20,7 @@ from pathlib import Path
 def _wall(background: Path, patchset: Path, workers: int, batch_size: int, env: dict) -> float:
     from distributed import Client, LocalCluster
 
-    from hfpipe.scan import scan
+    from hfpipe.scanning import scan
 
     with (
         LocalCluster(

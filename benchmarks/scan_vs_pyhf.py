@@ -49,7 +49,7 @@ def hfpipe_cold(background: Path, patchset: Path) -> tuple[float, float, int]:
 
 
 def hfpipe_warm(background: Path, patchset: Path) -> tuple[float, int]:
-    from hfpipe.scan import scan
+    from hfpipe.scanning import scan
 
     scan(background, patchset)  # compile
     start = time.perf_counter()

@@ -77,12 +77,11 @@ def _model(folder: Path):
 
 
 def _toys(model, n, seed, batch_size, retry, workers=1, first_toy=0):
+    import hfpipe
     from hfpipe.infer import FitOptions
-    from hfpipe.infer.toys import toy_distributions
 
-    return toy_distributions(
-        model.structure,
-        model.numbers,
+    return hfpipe.toys(
+        model,
         1.0,
         ntoys=n,
         seed=seed,
@@ -209,7 +208,7 @@ def main() -> None:
         "--workers",
         type=int,
         default=1,
-        help="hfpipe worker processes (toy_distributions(workers=...)); their start-up "
+        help="hfpipe worker processes (hfpipe.toys(workers=...)); their start-up "
         "(import, compilation) is inside the timing",
     )
     parser.add_argument(

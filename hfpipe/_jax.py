@@ -1,31 +1,34 @@
-"""hfpipe's process-wide JAX settings.
+"""hfpipe's process-wide JAX settings, applied when the engine (hfpipe.model,
+hfpipe.infer) is first imported.
 
 * Double precision: HistFactory fits need float64 (likelihood differences of 1e-3 on
-  values of ~1e3, constraint curvatures up to ~1e11), so importing hfpipe turns on
+  values of ~1e3, constraint curvatures up to ~1e11), so hfpipe turns on
   ``jax_enable_x64``. This is a global JAX switch: code sharing the process with hfpipe
   also gets 64-bit defaults.
-* One XLA CPU worker thread. Batched (vmapped) Newton fits of ATLAS 1Lbb wedged XLA's
-  CPU runtime here, again and again on a busy machine: the call never returns, every
-  XLA thread parked, no CPU used (the wedge reported in PyAutoFit #1528/#1530 and
-  jax-ml/jax#25861). Neither single-threaded Eigen nor synchronous dispatch avoided it,
-  and a wedged process cannot run any further XLA call. With a single thread in XLA's
-  intra-op pool it did not happen. XLA sizes that pool from the CPUs the process may
-  use when its CPU client starts, so importing hfpipe starts the client while the
-  process is restricted to one CPU, then gives every thread all CPUs back. Use
-  several processes (Dask workers, batch jobs) to use several cores.
+* One XLA CPU worker thread. With more, batched Newton fits of large models wedged
+  XLA's CPU runtime for good (jax-ml/jax#25861, PyAutoFit #1528/#1530: the call never
+  returns, every XLA thread parked); with one thread in XLA's intra-op pool they did
+  not. XLA sizes that pool from the CPUs the process may use when its CPU client
+  starts, so the client is started while the process is restricted to one CPU, then
+  every thread gets all CPUs back. Several processes (Dask workers, batch jobs) use
+  several cores.
 * Synchronous CPU dispatch (``jax_cpu_enable_async_dispatch`` off), for the same
   reason (jax-ml/jax#25861); hfpipe blocks on each batch's result anyway.
 * A persistent compilation cache (``jax_compilation_cache_dir``): every process that
-  fits a model compiles its fits first (3L-eRJR toys: ~4.5 s), and a scan or a toy
-  run starts many processes (Dask workers, batch jobs, ``workers=``) that compile the
-  same code; with the cache, all but the first load it (~1.5 s). The folder is
+  fits a model compiles its fits first (seconds), and a scan or a toy run starts many
+  processes (Dask workers, batch jobs, ``workers=``) that compile the same code; with
+  the cache, all but the first load it. The folder is
   ``$HFPIPE_COMPILATION_CACHE`` (``off`` turns the cache off), by default
   ``~/.cache/hfpipe/xla`` (``$XDG_CACHE_HOME`` is honoured), with one subfolder per
   kind of CPU: compiled CPU code uses the instruction set of the CPU it was compiled
   on, and a cluster's shared home directory serves nodes of several kinds. A cache
   directory the user set for JAX (``JAX_COMPILATION_CACHE_DIR``) is left as it is.
+  The cache has a size (:data:`CACHE_MAX_BYTES`, least recently used entries go first):
+  only then does JAX take a file lock around every read and write of it, and without
+  the lock a process could read an entry that another is still writing (a scan's
+  workers compile the same functions at once) and abort deserializing it.
 
-Import hfpipe before running JAX computations, so that these settings apply.
+Import hfpipe's engine before running JAX computations, so that these settings apply.
 """
 
 import contextlib
@@ -58,8 +61,12 @@ _start_cpu_client_with_one_worker()
 
 #: Environment variable with the folder of the persistent compilation cache, or "off".
 CACHE_VARIABLE = "HFPIPE_COMPILATION_CACHE"
-#: Compilations quicker than this are not written to the cache (JAX's default is 1 s,
-#: which left out the toy sampler and the yield checks, ~0.3 s each).
+#: The cache's size in bytes (JAX's ``jax_compilation_cache_max_size``), unless the user
+#: set one: a sized cache is a locked one (see above); ~100 MB hold every fit of the
+#: ATLAS likelihoods hfpipe is tested on.
+CACHE_MAX_BYTES = 2 * 1024**3
+#: Compilations quicker than this are not written to the cache (JAX's default of 1 s
+#: left out small but frequent ones: the toy sampler, the yield checks).
 _CACHE_MIN_COMPILE_SECONDS = 0.2
 
 
@@ -100,6 +107,8 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # else the user's
         jax.config.update("jax_persistent_cache_min_compile_time_secs", _CACHE_MIN_COMPILE_SECONDS)
+    if "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
+        jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
 
 
 _enable_compilation_cache()

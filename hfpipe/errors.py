@@ -14,6 +14,7 @@ __all__ = [
     "InputError",
     "InvalidPatch",
     "InvalidPatchset",
+    "InvalidSettings",
     "InvalidWorkspace",
     "UnphysicalModel",
     "json_path",
@@ -69,6 +70,11 @@ class DigestMismatch(InvalidPatchset):
 
 class UnphysicalModel(InputError):
     """A model whose expected yields are negative, or zero where events were observed."""
+
+
+class InvalidSettings(HfpipeError):
+    """Settings that do not fit the model, such as a tested POI value outside the POI's
+    bounds."""
 
 
 class FitFailed(HfpipeError):

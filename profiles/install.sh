@@ -11,6 +11,8 @@ force=false
 [ "${1:-}" = --force ] && force=true
 for profile in "$here"/*/; do
     name=$(basename "$profile")
+    # profiles/default is the workflow's own profile (Snakemake finds it in the checkout)
+    [ "$name" = default ] && continue
     if [ -e "$target/$name" ] && ! $force; then
         echo "kept $target/$name (exists; --force overwrites)" >&2
         continue

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import hfpipe  # noqa: F401  (sets JAX's flags before any test touches JAX)
+import hfpipe._jax  # noqa: F401  (sets JAX's flags before any test touches JAX)
 
 #: the published likelihoods used by tests, next to the repository (never copied into it)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

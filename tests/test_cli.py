@@ -80,6 +80,7 @@ def test_unknown_point_is_one_line():
     assert "nope" in result.output
 
 
+@pytest.mark.slow
 def test_compilation_cache_recipe(tmp_path):
     """docs/recipes.md: with JAX_COMPILATION_CACHE_DIR set, a first process writes its
     compiled fits there and a second one loads them (JAX says so when asked to log its

@@ -43,6 +43,7 @@ def test_cls_matches_reference(load_analysis, analysis):
     print(f"{analysis}: checked fit by fit against pyhf: {checked}")
 
 
+@pytest.mark.slow
 def test_stalled_first_order_fit_is_detected_and_recovered(load_analysis):
     """ERJR_100p0_20p0: a first-order fit stalls at the start (DESIGN.md §1); the
     engine's own EDM check flags it and the retry chain recovers mu_hat ≈ 0.49."""
@@ -67,10 +68,11 @@ def test_stalled_first_order_fit_is_detected_and_recovered(load_analysis):
     assert recovered.twice_nll[0] == pytest.approx(newton.twice_nll[0], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_minuit_retry_stops_at_its_time_limit(load_analysis):
     """A MIGRAD retry out of time returns the best point it evaluated (here: none yet,
     so its start) instead of holding the scan; with time it improves on the start."""
-    from hfpipe.infer.fit import _minuit
+    from hfpipe.infer.retries import _minuit
 
     workspace, patchset, _ = load_analysis("atlas-3l-erjr")
     model = compile_model(spec.apply_patches(workspace, [patchset["ERJR_100p0_20p0"]]))
@@ -81,6 +83,72 @@ def test_minuit_retry_stops_at_its_time_limit(load_analysis):
     np.testing.assert_array_equal(stopped, start)
     finished = _minuit(model.structure, model.numbers, data, start, fixed, seconds=60.0)
     assert finished[model.poi_index] == pytest.approx(0.4906, abs=2e-2)
+
+
+def _stalling_model():
+    """Two bins and the trap of 3L-eRJR (DESIGN.md §1) in small: one shapesys entry of
+    relative uncertainty 2.3e-6 (tau ≈ 1.9e11) on the background."""
+    background = {
+        "name": "bkg",
+        "data": [50.0, 20.0],
+        "modifiers": [
+            {"name": "mcstat", "type": "shapesys", "data": [50.0 * 2.3e-6, 2.0]},
+            {"name": "sys", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+        ],
+    }
+    signal = {
+        "name": "sig",
+        "data": [5.0, 3.0],
+        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+    }
+    return compile_model(
+        {
+            "channels": [{"name": "SR", "samples": [signal, background]}],
+            "observations": [{"name": "SR", "data": [53, 28]}],
+            "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+            "version": "1.0.0",
+        }
+    )
+
+
+def test_stalled_first_order_fit_is_detected_and_recovered_on_a_small_model():
+    """As on ERJR_100p0_20p0 (slow test above): L-BFGS-B stops at the start, the EDM
+    check flags it, and the retry chain ends at Newton's minimum."""
+    model = _stalling_model()
+    data = np.asarray(model.observed_data())[None]
+    stalled = fit_batch(
+        model.structure, model.numbers, data, options=FitOptions(first_method="lbfgsb", retry=False)
+    )
+    assert not stalled.converged[0]
+    assert "not converged" in stalled.message[0]
+    assert stalled.edm[0] > 1e-3
+    assert stalled.pars[0][model.poi_index] == pytest.approx(1.0, abs=1e-6)  # the start
+    recovered = fit_batch(
+        model.structure, model.numbers, data, options=FitOptions(first_method="lbfgsb")
+    )
+    assert recovered.converged[0]
+    assert recovered.method[0] == "lbfgsb>minuit>newton"
+    assert recovered.twice_nll[0] < stalled.twice_nll[0] - 0.1
+    newton = fit_batch(model.structure, model.numbers, data)
+    assert newton.converged[0] and newton.method[0] == "newton"
+    assert recovered.twice_nll[0] == pytest.approx(newton.twice_nll[0], abs=1e-6)
+    assert recovered.pars[0][model.poi_index] == pytest.approx(
+        newton.pars[0][model.poi_index], abs=1e-4
+    )
+
+
+def test_minuit_retry_stops_at_its_time_limit_on_a_small_model():
+    from hfpipe.infer.retries import _minuit
+
+    model = _stalling_model()
+    data = np.asarray(model.observed_data())
+    start = np.asarray(model.numbers.init, dtype=float)
+    fixed = np.asarray(model.numbers.fixed)
+    stopped = _minuit(model.structure, model.numbers, data, start, fixed, seconds=0.0)
+    np.testing.assert_array_equal(stopped, start)
+    finished = _minuit(model.structure, model.numbers, data, start, fixed, seconds=60.0)
+    newton = fit_batch(model.structure, model.numbers, data[None])
+    assert finished[model.poi_index] == pytest.approx(newton.pars[0][model.poi_index], abs=2e-2)
 
 
 def _runaway_model():

@@ -6,7 +6,8 @@ And ``hfpipe scan --scheduler slurm|condor`` through dask-jobqueue against the r
 single-node Slurm and HTCondor pool that ``ci/*-up.sh`` start (tests/schedulers.py: these
 fail when listed in ``HFPIPE_CI_SCHEDULERS`` but unreachable, else skip).
 
-All on ATLAS 3L-eRJR (64 points, batches of 16). Worker processes, batch jobs and CLI
+All on ATLAS 3L-eRJR (64 points, batches of 16; slow), and the Dask scan and the resume
+also on the bundled example (6 points, batches of 2; the fast tier). Worker processes, batch jobs and CLI
 subprocesses share a JAX compilation cache in a temporary directory, so the scan's
 functions are compiled once per test module, not once per process.
 """
@@ -28,10 +29,10 @@ import pytest
 import yaml
 from schedulers import CONDOR_USER, as_condor_user, require_scheduler
 
-from hfpipe.cluster import load_cluster_config, make_cluster
 from hfpipe.errors import InputError
-from hfpipe.results import read_table, scan_to_parquet
-from hfpipe.scan import ERROR_STATUS, scan
+from hfpipe.results import ERROR_STATUS, read_table
+from hfpipe.scanning import scan, scan_to_parquet
+from hfpipe.scanning.cluster import load_cluster_config, make_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ["cls_obs", "cls_exp_m2", "cls_exp_m1", "cls_exp", "cls_exp_p1", "cls_exp_p2"]
@@ -83,6 +84,7 @@ def _assert_same(frame: pd.DataFrame, reference: pd.DataFrame) -> None:
     np.testing.assert_allclose(ours, reference[VALUES].to_numpy(float), rtol=0, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_local_cluster_scan_equals_in_process_scan(erjr, reference, client):
     frame = scan(*erjr, batch_size=BATCH, client=client)
     _assert_same(frame, reference)
@@ -107,6 +109,7 @@ def _compilations(dask_worker) -> int | None:
     return None if found is None else len(found)
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_scan(erjr, reference, client):
     """Also: a worker that ran batches of this structure before compiles nothing."""
     import cloudpickle
@@ -132,8 +135,54 @@ def test_worker_killed_mid_scan(erjr, reference, client):
     assert [n for n in compilations.values() if n is not None] == [0]  # survivor reused
 
 
+EXAMPLE = ROOT / "examples" / "example"
+
+
+@pytest.fixture(scope="module")
+def example():
+    """The bundled example (6 points) and its in-process scan in batches of 2: the fast
+    tier's Dask scans."""
+    inputs = EXAMPLE / "BkgOnly.json", EXAMPLE / "patchset.json"
+    frame = scan(*inputs, batch_size=2)
+    assert len(frame) == 6 and (frame["status"] == "ok").all()
+    return inputs, frame.set_index("point")
+
+
+def test_local_cluster_scan_of_the_example_equals_in_process_scan(example, client):
+    inputs, reference = example
+    frame = scan(*inputs, batch_size=2, client=client)
+    _assert_same(frame, reference)
+    assert list(frame["point"]) == list(reference.index)  # patchset order, not finish order
+
+
+def test_raising_batch_of_the_example_is_failed_rows_and_resume_recomputes_them(
+    example, tmp_path, monkeypatch
+):
+    import hfpipe.scanning.run as run
+
+    (inputs, reference), original = example, run.run_batch
+
+    def flaky(batch, rows, settings):
+        if 0 in rows:
+            raise RuntimeError("device lost")
+        return original(batch, rows, settings)
+
+    output = tmp_path / "scan.parquet"
+    monkeypatch.setattr(run, "run_batch", flaky)
+    frame = scan_to_parquet(*inputs, output, batch_size=2)
+    failed = frame[frame["status"] == ERROR_STATUS]
+    assert len(failed) == 2 and (frame["status"] != ERROR_STATUS).sum() == 4
+    assert failed["message"].str.contains("RuntimeError: device lost").all()
+
+    monkeypatch.setattr(run, "run_batch", original)
+    frame = scan_to_parquet(*inputs, output, batch_size=2)
+    assert frame.attrs == {"computed": 2, "reused": 4}
+    _assert_same(frame, reference)
+    _assert_same(read_table(output)[0], reference)
+
+
 def test_connect_to_a_scheduler_address(client):
-    from hfpipe.cluster import connect
+    from hfpipe.scanning.cluster import connect
 
     with connect(client.scheduler.address) as other:
         assert other.scheduler.address == client.scheduler.address
@@ -141,10 +190,11 @@ def test_connect_to_a_scheduler_address(client):
     assert client.status == "running"  # a cluster we did not start is left running
 
 
+@pytest.mark.slow
 def test_raising_batch_is_failed_rows_and_resume_recomputes_them(
     erjr, reference, tmp_path, monkeypatch
 ):
-    import hfpipe.scan.run as run
+    import hfpipe.scanning.run as run
 
     original = run.run_batch
 
@@ -167,6 +217,7 @@ def test_raising_batch_is_failed_rows_and_resume_recomputes_them(
     _assert_same(read_table(output)[0], reference)
 
 
+@pytest.mark.slow
 def test_sigkilled_cli_scan_leaves_complete_files_and_resumes(erjr, reference, tmp_path, jax_cache):
     output = tmp_path / "scan.parquet"
     parts = tmp_path / "scan.parquet.parts"
@@ -202,6 +253,7 @@ def test_sigkilled_cli_scan_leaves_complete_files_and_resumes(erjr, reference, t
     assert [path.read_bytes() for path in erjr] == inputs  # inputs never written to
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["slurm", "condor"])
 def test_cli_scan_on_batch_system(scheduler, erjr, reference, jax_cache):
     """Two batch jobs (dask-jobqueue ``SLURMCluster`` / ``HTCondorCluster``), each one Dask

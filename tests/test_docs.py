@@ -17,13 +17,20 @@ from hfpipe.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md"))
+#: pages whose blocks take tens of seconds (Dask clusters, ranking and impacts, toys and
+#: scans of many points): in the full suite only
+SLOW_PAGES = {"campaigns.md", "cli.md", "dask.md", "postfit.md", "recipes.md"}
 
 
 def _blocks(page: Path):
     return re.findall(r"```(bash|python)\n(.*?)```", page.read_text(), re.DOTALL)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, marks=pytest.mark.slow if p.name in SLOW_PAGES else ()) for p in PAGES],
+    ids=[p.name for p in PAGES],
+)
 def test_docs_page_runs(page, tmp_path, monkeypatch):
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)

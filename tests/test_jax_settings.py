@@ -18,6 +18,7 @@ jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((3, 3))).block_until_ready()
 print(json.dumps({
     "x64": jax.config.jax_enable_x64,
     "cache": jax.config.jax_compilation_cache_dir,
+    "max_size": jax.config.jax_compilation_cache_max_size,
     "kind": _jax._cpu_kind(),
 }))
 """
@@ -32,6 +33,7 @@ def _settings(**environment: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_compilation_cache_is_kept_per_kind_of_cpu(tmp_path):
     settings = _settings(HFPIPE_COMPILATION_CACHE=str(tmp_path))
     assert settings["x64"]
@@ -39,6 +41,8 @@ def test_compilation_cache_is_kept_per_kind_of_cpu(tmp_path):
     assert settings["cache"] == str(folder)
     # the compilation above was written to it, for the next process to load
     assert any(folder.iterdir())
+    # sized, so that JAX locks it for every read and write (processes share it)
+    assert settings["max_size"] > 0 and (folder / ".lockfile").exists()
 
 
 def test_compilation_cache_default_folder_and_off_switch(tmp_path):
@@ -47,6 +51,7 @@ def test_compilation_cache_default_folder_and_off_switch(tmp_path):
     assert _settings(HFPIPE_COMPILATION_CACHE="off")["cache"] is None
 
 
+@pytest.mark.slow
 def test_a_cache_folder_set_for_jax_is_left_alone(tmp_path):
     mine = tmp_path / "mine"
     settings = _settings(

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from hfpipe.cli import main
 from hfpipe.errors import HfpipeError
 from hfpipe.results import merge_tables, read_table, write_table
-from hfpipe.scan.chunks import plan_chunks
+from hfpipe.scanning.chunks import plan_chunks
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example"
 PROVENANCE = {

@@ -124,6 +124,7 @@ def test_hs3_twins(shared_data, normsys, histosys):
         assert_parity(json.loads(path.read_text()), normsys, histosys)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("analysis", "n_patches"), [("atlas-3l-erjr", 5), ("atlas-1lbb", 3)])
 def test_atlas(load_analysis, analysis, n_patches):
     from hfpipe import spec
@@ -150,6 +151,7 @@ def test_code2_is_continuous_where_pyhf_jumps():
     assert float(histosys_delta("code2", jnp.array([-1.0]), up, down)[0]) == pytest.approx(-1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("analysis", "normsys", "histosys"),
     [
@@ -165,10 +167,104 @@ def test_structured_derivatives_equal_autodiff(load_analysis, analysis, normsys,
     semi-definite and differs from the Hessian. twice_nll_information gives the same
     value and gradient, the Jacobian of the expected counts, 1/ν and the constraints'
     curvature (1/σ², n/γ², or τ where a Poisson term has no counts)."""
+    from hfpipe import spec
+
+    workspace, patchset, _ = load_analysis(analysis)
+    patched = spec.apply_patches(workspace, [list(patchset)[len(patchset) // 2]])
+    _assert_structured_derivatives(
+        compile_model(patched, normsys_code=normsys, histosys_code=histosys)
+    )
+
+
+#: a small model with every modifier type (two staterror samples, a shapesys bin without
+#: counts' worth of signal, lumi, a shapefactor, a normsys and histosys of one name)
+SMALL_EVERY_TYPE = {
+    "channels": [
+        {
+            "name": "CR",
+            "samples": [
+                {
+                    "name": "bkg",
+                    "data": [200.0],
+                    "modifiers": [
+                        {"name": "k", "type": "normfactor", "data": None},
+                        {"name": "uncorr", "type": "shapesys", "data": [10.0]},
+                    ],
+                }
+            ],
+        },
+        {
+            "name": "SR",
+            "samples": [
+                {
+                    "name": "bkg",
+                    "data": [40.0, 25.0],
+                    "modifiers": [
+                        {"name": "k", "type": "normfactor", "data": None},
+                        {"name": "stat", "type": "staterror", "data": [3.0, 2.0]},
+                        {"name": "sys", "type": "normsys", "data": {"hi": 1.08, "lo": 0.95}},
+                        {"name": "lumi", "type": "lumi", "data": None},
+                    ],
+                },
+                {
+                    "name": "other",
+                    "data": [20.0, 10.0],
+                    "modifiers": [
+                        {"name": "stat", "type": "staterror", "data": [2.0, 1.0]},
+                        {
+                            "name": "sys",
+                            "type": "histosys",
+                            "data": {"hi_data": [22.0, 10.5], "lo_data": [19.0, 9.0]},
+                        },
+                        {"name": "shape", "type": "shapefactor", "data": None},
+                        {"name": "lumi", "type": "lumi", "data": None},
+                    ],
+                },
+                {
+                    "name": "signal",
+                    "data": [5.0, 8.0],
+                    "modifiers": [
+                        {"name": "mu", "type": "normfactor", "data": None},
+                        {"name": "lumi", "type": "lumi", "data": None},
+                    ],
+                },
+            ],
+        },
+    ],
+    "observations": [{"name": "CR", "data": [205]}, {"name": "SR", "data": [70, 40]}],
+    "measurements": [
+        {
+            "name": "m",
+            "config": {
+                "poi": "mu",
+                "parameters": [
+                    {
+                        "name": "lumi",
+                        "auxdata": [1.0],
+                        "sigmas": [0.02],
+                        "bounds": [[0.9, 1.1]],
+                        "inits": [1.0],
+                    }
+                ],
+            },
+        }
+    ],
+    "version": "1.0.0",
+}
+
+
+@pytest.mark.parametrize(("normsys", "histosys"), [("code4", "code4p"), ("code1", "code2")])
+def test_structured_derivatives_equal_autodiff_on_a_small_model(normsys, histosys):
+    """The same checks on a small model of every modifier type (the fast tier's)."""
+    _assert_structured_derivatives(
+        compile_model(SMALL_EVERY_TYPE, normsys_code=normsys, histosys_code=histosys)
+    )
+
+
+def _assert_structured_derivatives(model) -> None:
     import jax
     import jax.numpy as jnp
 
-    from hfpipe import spec
     from hfpipe.model.likelihood import (
         expected_main,
         prepare,
@@ -177,9 +273,6 @@ def test_structured_derivatives_equal_autodiff(load_analysis, analysis, normsys,
         twice_nll_information,
     )
 
-    workspace, patchset, _ = load_analysis(analysis)
-    patched = spec.apply_patches(workspace, [list(patchset)[len(patchset) // 2]])
-    model = compile_model(patched, normsys_code=normsys, histosys_code=histosys)
     layout, numbers = model.structure.layout, model.numbers
     prepared = prepare(layout, numbers)
     data = jnp.asarray(model.observed_data())

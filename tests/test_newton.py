@@ -82,7 +82,7 @@ def test_fits_score_first_and_finish_with_newton_steps():
     def information(x):
         return jax.vmap(lambda y: twice_nll_information(layout, prepared, y, data[0]))(x)
 
-    scoring = (information, jnp.asarray(unconstrained_parameters(layout)), tolerance)
+    scoring = newton.Scoring(information, jnp.asarray(unconstrained_parameters(layout)), tolerance)
     step = jax.jit(lambda s: newton.step(derivatives, s, *bounds, scoring=scoring))
     state = newton.initial_state(jnp.asarray(numbers.init)[None], *bounds[:2], scoring=True)
     phases = []

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from hfpipe import spec
 from hfpipe.infer import hypotest_batch
 from hfpipe.model import compile_model
-from hfpipe.results import read_table
-from hfpipe.scan import LIMIT_COLUMNS, scan
+from hfpipe.results import LIMIT_COLUMNS, read_table
+from hfpipe.scanning import scan
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example"
 EXPECTED = ["cls_exp_m2", "cls_exp_m1", "cls_exp", "cls_exp_p1", "cls_exp_p2"]
@@ -31,7 +31,9 @@ def _point_by_point(workspace, patchset, names):
     return np.array(rows)
 
 
-@pytest.mark.parametrize("analysis", ["example", "atlas-3l-erjr"])
+@pytest.mark.parametrize(
+    "analysis", ["example", pytest.param("atlas-3l-erjr", marks=pytest.mark.slow)]
+)
 def test_batched_scan_equals_point_by_point(request, analysis):
     if analysis == "example":
         workspace = spec.load_workspace(EXAMPLE / "BkgOnly.json")
@@ -104,6 +106,7 @@ def test_unknown_point_is_one_line_error(tmp_path):
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.large_batch
 @pytest.mark.parametrize(("analysis", "n_points"), [("atlas-1lbb", 125), ("atlas-3l-erjr", 64)])
 def test_full_scan_matches_reference(load_analysis, analysis, n_points):
@@ -125,6 +128,7 @@ def test_full_scan_matches_reference(load_analysis, analysis, n_points):
             )
 
 
+@pytest.mark.slow
 @pytest.mark.large_batch
 def test_upper_limits_sit_at_cls_005(load_analysis, shared_data):
     workspace, patchset, _ = load_analysis("atlas-3l-erjr")
@@ -171,7 +175,22 @@ def test_cls_curves_equal_full_hypothesis_tests():
 
 def test_upper_limits_refuse_q0():
     from hfpipe.errors import HfpipeError
-    from hfpipe.scan import ScanSettings
+    from hfpipe.scanning import ScanSettings
 
     with pytest.raises(HfpipeError, match="qtilde or q"):
         ScanSettings(upper_limits=True, test_stat="q0")
+
+
+def test_table_of_loaded_inputs_resumes(tmp_path):
+    """Loaded inputs (a PatchSet object, a workspace dict) are recorded by the digest of
+    their JSON, so the table is written and a second run takes its rows from it (a
+    PatchSet's lookup index once broke the digest: TypeError at the final merge)."""
+    from hfpipe.scanning import scan_to_parquet
+
+    workspace = spec.load_workspace(EXAMPLE / "BkgOnly.json")
+    patchset = spec.load_patchset(EXAMPLE / "patchset.json")
+    output = tmp_path / "scan.parquet"
+    first = scan_to_parquet(workspace, patchset, output, points=["sig_300_100"])
+    again = scan_to_parquet(workspace, patchset, output, points=["sig_300_100"])
+    assert (first.attrs["computed"], again.attrs["reused"]) == (1, 1)
+    assert again["cls_obs"].tolist() == first["cls_obs"].tolist()

@@ -23,11 +23,12 @@ import pytest
 from click.testing import CliRunner
 from scipy.special import ndtr
 
-import hfpipe.infer.fit as fit_module
+import hfpipe
 from hfpipe.cli import main
 from hfpipe.infer import EXPECTED_SIGMAS, hypotest
-from hfpipe.infer.fit import FitOptions, fit_batch, fit_datasets, queue_length
-from hfpipe.infer.hypotest import hypotest_batch
+from hfpipe.infer.asymptotic import hypotest_batch
+from hfpipe.infer.fit import FitOptions, fit_batch, fit_datasets
+from hfpipe.infer.lanes import lane_driver, queue_length
 from hfpipe.infer.toys import (
     ToyFitsFailed,
     merge,
@@ -192,16 +193,7 @@ def test_default_batch_size_follows_model_size(docs_run, load_analysis):
 def test_worker_processes_give_the_toys_of_one_run(docs_run):
     """workers=2: two spawned processes fit one chunk each; merged, the toys of one run."""
     model, whole = docs_run
-    shared = toy_distributions(
-        model.structure,
-        model.numbers,
-        1.0,
-        ntoys=600,
-        seed=0,
-        first_toy=100,
-        batch_size=BATCH,
-        workers=2,
-    )
+    shared = hfpipe.toys(model, 1.0, ntoys=600, seed=0, first_toy=100, batch_size=BATCH, workers=2)
     for field in ("toy_index", "signal", "background", "signal_converged"):
         np.testing.assert_array_equal(getattr(shared, field), getattr(whole, field)[100:700])
     assert shared.q_obs == whole.q_obs
@@ -390,7 +382,7 @@ def test_toy_fits_stop_at_their_own_tolerance(load_analysis):
     workspace, patchset, _ = load_analysis("atlas-3l-erjr")
     model = compile_model(workspace, patches=[patchset["ERJR_200p0_100p0"]])
     loose = toy_distributions(model.structure, model.numbers, 1.0, ntoys=150, seed=4)
-    compiled = fit_module._lanes_for.cache_info().misses
+    compiled = lane_driver.cache_info().misses
     tight = toy_distributions(
         model.structure,
         model.numbers,
@@ -399,7 +391,7 @@ def test_toy_fits_stop_at_their_own_tolerance(load_analysis):
         seed=4,
         options=FitOptions(toy_edm_tolerance=1e-9),
     )
-    assert fit_module._lanes_for.cache_info().misses == compiled
+    assert lane_driver.cache_info().misses == compiled
     assert loose.q_obs == tight.q_obs
     difference = np.abs(
         np.concatenate([loose.signal - tight.signal, loose.background - tight.background])

@@ -30,7 +30,7 @@ import yaml
 from schedulers import CONDOR_USER, as_condor_user, require_scheduler
 
 from hfpipe.results import read_table
-from hfpipe.scan import scan
+from hfpipe.scanning import scan
 
 pytest.importorskip("snakemake")
 
@@ -110,7 +110,7 @@ def _assert_matches_reference(table: Path, analysis_dir: Path, points) -> None:
     Where the engine and pyhf's reference differ by more (points where pyhf's fits stop
     early or sit at the POI bound; test_cls_parity.py shows each of our fits is at least
     as good as pyhf's there), the workflow must give exactly what one in-process
-    ``hfpipe.scan`` of those points gives: chunking and batch jobs change no number.
+    ``hfpipe.scanning`` of those points gives: chunking and batch jobs change no number.
     """
     frame, provenance = read_table(table)
     assert sorted(frame["point"]) == sorted(points) and frame["point"].is_unique
@@ -150,6 +150,7 @@ def test_bundled_config_plans_the_example_and_the_schema_rejects_bad_configs(tmp
         assert "Error validating config file" in done.stdout and where in done.stdout, done.stdout
 
 
+@pytest.mark.slow
 def test_local_profile_3l_all_points_rerun_and_partial_rerun(shared_data, tmp_path):
     analysis_dir = shared_data / "atlas-3l-erjr"
     all_points = list(_reference(analysis_dir))

@@ -3,7 +3,7 @@
 ```yaml
 output: results                # tables, contours and the summary (default: results)
 cache: .hfpipe-cache           # downloads and unpacked archives (default: <output>/.cache)
-settings:                      # hfpipe.scan.ScanSettings fields
+settings:                      # hfpipe.scanning.ScanSettings fields
   test_stat: qtilde
   upper_limits: false
 contour: {cl: 0.95, formats: [png, pdf]}

@@ -31,8 +31,8 @@ from hfpipe.campaign.fetch import fetch
 from hfpipe.errors import HfpipeError
 from hfpipe.results import read_table, write_table
 from hfpipe.results.atomic import atomic_path
-from hfpipe.scan import ScanSettings, scan
-from hfpipe.scan.provenance import same_inputs, scan_provenance
+from hfpipe.scanning import ScanSettings, scan
+from hfpipe.scanning.provenance import same_inputs, scan_provenance
 
 __all__ = ["SUMMARY_COLUMNS", "ResolvedPair", "resolve", "run_campaign"]
 

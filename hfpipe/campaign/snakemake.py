@@ -2,8 +2,8 @@
 
 ``hfpipe campaign CONFIG.yaml --snakemake-config config/config.yaml`` fetches, unpacks and
 pairs every analysis (nothing is computed) and writes the config ``workflow/Snakefile``
-reads (DESIGN.md §5): one entry per (workspace, patchset) pair with local paths, the
-campaign's settings and chunk size.
+reads (the shape of config/config.yaml, see docs/snakemake.md): one entry per
+(workspace, patchset) pair with local paths, the campaign's settings and chunk size.
 """
 
 from __future__ import annotations

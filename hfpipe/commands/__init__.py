@@ -1,7 +1,8 @@
-"""Subcommands of the ``hfpipe`` command line that live in their own modules, and the
-command line's shared error policy.
+"""The subcommands of the ``hfpipe`` command line, one module each, and the command
+line's shared error policy.
 
-Each module defines one click command; :mod:`hfpipe.cli` registers it with one line.
+Each module defines one click command (or group); :mod:`hfpipe.cli` registers it with
+one line, and :mod:`hfpipe.commands.options` holds the option groups several share.
 :func:`one_line_errors` turns hfpipe's errors into one line on stderr and exit code 2;
 warnings about the input are one line each (errors with ``--strict``); anything else is
 a bug: one line, exit 70, and ``--debug`` shows every traceback.

@@ -16,33 +16,9 @@ import click
 from hfpipe.commands import one_line_errors
 from hfpipe.errors import InputError
 
-__all__ = ["brazil", "contour", "load_scan_table"]
+__all__ = ["brazil", "contour"]
 
 _DATA_SUFFIXES = (".csv", ".parquet")
-
-
-def load_scan_table(path: str, analysis: str | None = None):
-    """Read a scan table (one analysis: ``analysis`` picks one if it holds several)."""
-    from hfpipe.results import read_table
-
-    try:
-        table, _ = read_table(path)
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot read the scan table: {error}", file=path, path="") from None
-    names = sorted(table["analysis"].unique()) if "analysis" in table else []
-    if analysis is not None:
-        if analysis not in names:
-            raise InputError(
-                f"no analysis {analysis!r} in the table (has {names})", file=path, path=""
-            )
-        table = table[table["analysis"] == analysis]
-    elif len(names) > 1:
-        raise InputError(
-            f"the table holds several analyses {names}: pick one with --analysis",
-            file=path,
-            path="",
-        )
-    return table
 
 
 @contextlib.contextmanager
@@ -118,9 +94,10 @@ def contour(table, outputs, analysis, cl, title, xlabel, style, x, y, ylabel, ba
     (see hfpipe.plot.contour); points are marked excluded, allowed or not ok.
     """
     from hfpipe.plot import exclusion_contours, write_contour_data
+    from hfpipe.results import read_scan_table
 
     figures, data = _split_outputs(outputs)
-    scan_table = load_scan_table(table, analysis)
+    scan_table = read_scan_table(table, analysis)
     with _naming(table):
         contours = exclusion_contours(scan_table, x, y, cl=cl)
     for path in data:
@@ -171,9 +148,10 @@ def brazil(table, outputs, analysis, cl, title, xlabel, style, x, where, quantit
     (CLs = 1 − CL, or mu_up = 1) as JSON.
     """
     from hfpipe.plot import brazil_curves, select_slice
+    from hfpipe.results import read_scan_table
 
     figures, data = _split_outputs(outputs)
-    scan_table = load_scan_table(table, analysis)
+    scan_table = read_scan_table(table, analysis)
     with _naming(table):
         if where:
             scan_table = select_slice(scan_table, _parse_where(where))

@@ -9,8 +9,9 @@ import os
 import click
 
 from hfpipe.commands import one_line_errors
+from hfpipe.commands.report import Report
 
-__all__ = ["merge_toys", "toy_cls", "toy_options"]
+__all__ = ["merge_toys", "toy_cls_report", "toy_options", "toy_report"]
 
 
 def toy_options(command):
@@ -41,9 +42,9 @@ def toy_options(command):
         click.option(
             "--toy-workers",
             type=click.IntRange(1),
-            default=1,
-            show_default=True,
-            help="Processes that share the toys (one core each).",
+            default=None,
+            help="Processes that share the toys, one core each [default: every core the "
+            "toys keep busy, 5,000 pseudo-experiments or more a process].",
         ),
         click.option(
             "--toys-output",
@@ -56,8 +57,10 @@ def toy_options(command):
     return command
 
 
-def _echo_cls(distributions, max_failed_fraction: float) -> None:
-    """Print toy-based CLs as JSON (pyhf's keys), with bootstrap statistical errors."""
+def toy_report(distributions, max_failed_fraction: float) -> Report:
+    """Toy-based CLs as ``{"CLs_obs", "CLs_exp", ...}`` (pyhf's keys), with bootstrap
+    statistical errors, the number of toys and failed toy fits and the seed: what the
+    command line prints and a service job returns."""
     result = distributions.cls(max_failed_fraction=max_failed_fraction)
     errors = distributions.standard_errors(n_bootstrap=100)
     output = {
@@ -70,10 +73,14 @@ def _echo_cls(distributions, max_failed_fraction: float) -> None:
         "n_failed": result.n_failed,
         "seed": distributions.seed,
     }
-    click.echo(json.dumps(output))
+    return Report(output)
 
 
-def toy_cls(
+def _echo(report: Report) -> None:
+    click.echo(json.dumps(report.output))
+
+
+def toy_cls_report(
     model,
     mu: float,
     test_stat: str,
@@ -82,18 +89,19 @@ def toy_cls(
     ntoys: int,
     seed: int,
     toy_batch_size: int | None,
-    first_toy: int,
-    max_failed_fraction: float,
-    toy_workers: int,
-    toys_output: str | None,
-) -> None:
-    """Toy-based CLs of a compiled model, printed as JSON; the toys saved if asked.
+    first_toy: int = 0,
+    max_failed_fraction: float = 0.01,
+    toy_workers: int | None = None,
+    toys_output: str | None = None,
+) -> Report:
+    """Toy-based CLs of a compiled model (:func:`toy_report`); the toys saved to
+    ``toys_output`` if given.
 
     ``inputs`` (workspace path, patches, …) go into the chunk file's provenance, with
     the workspace's sha256.
     """
     from hfpipe import __version__
-    from hfpipe.infer.toys import toys
+    from hfpipe.api import toys
 
     distributions = toys(
         model,
@@ -116,7 +124,7 @@ def toy_cls(
             "workspace": {"path": workspace, "sha256": file_sha256(workspace)},
         }
         write_toys(distributions, toys_output, provenance)
-    _echo_cls(distributions, max_failed_fraction)
+    return toy_report(distributions, max_failed_fraction)
 
 
 @click.command("merge-toys")
@@ -127,4 +135,4 @@ def merge_toys(chunks, max_failed_fraction):
     """Toy-based CLs (JSON) from toy chunk files of one run (hfpipe cls --toys-output)."""
     from hfpipe.results.toys import read_toys
 
-    _echo_cls(read_toys(chunks), max_failed_fraction)
+    _echo(toy_report(read_toys(chunks), max_failed_fraction))

@@ -15,27 +15,35 @@ raised where a tested μ needs it; the free fits keep the model's bounds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import jax
 import numpy as np
+from jaxtyping import Bool, Float, Shaped
 
-from hfpipe.infer.asymptotics import cls_asymptotic
-from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, batched, fit_batch
-from hfpipe.infer.hypotest import HypotestResult, asimov_data, hypotest_batch, test_statistic
+from hfpipe.infer.asymptotic import HypotestResult, asimov_data, hypotest_batch
+from hfpipe.infer.calculators import cls_asymptotic
+from hfpipe.infer.fit import (
+    DEFAULT_OPTIONS,
+    FitOptions,
+    FitResult,
+    batched,
+    fit_batch,
+    fit_datasets,
+)
+from hfpipe.infer.teststats import LIMIT_TEST_STATISTICS, check_test_statistic, test_statistic
 from hfpipe.model.structure import Numbers, Structure
 
-__all__ = ["LIMIT_TEST_STATISTICS", "CLsCurves", "UpperLimits", "upper_limits_batch"]
+__all__ = ["CLsCurves", "UpperLimits", "upper_limits_batch"]
 
 _CURVES = 6  # observed, then expected -2σ … +2σ
-#: Test statistics whose CLs falls with μ above μ̂ (what an upper limit needs).
-LIMIT_TEST_STATISTICS = ("qtilde", "q")
 
 
 @dataclass
 class UpperLimits:
-    values: np.ndarray  # (n, 6): observed, expected -2σ, -1σ, median, +1σ, +2σ
-    converged: np.ndarray  # (n,)
-    message: np.ndarray  # (n,)
+    values: Float[np.ndarray, "models 6"]  # observed, expected -2σ, -1σ, median, +1σ, +2σ
+    converged: Bool[np.ndarray, " models"]
+    message: Shaped[np.ndarray, " models"]
 
 
 class CLsCurves:
@@ -56,11 +64,12 @@ class CLsCurves:
         test_stat: str,
         options: FitOptions = DEFAULT_OPTIONS,
     ):
-        if test_stat not in LIMIT_TEST_STATISTICS:
-            raise ValueError(f"upper limits need test statistic qtilde or q, not {test_stat!r}")
+        check_test_statistic(test_stat, LIMIT_TEST_STATISTICS)
         n = len(reference.cls_obs)
         numbers = batched(numbers, n)
         fits = reference.fits
+        # the curves' fits enter through their -2 log L only: no polishing step needed
+        options = replace(options, polish=False)
         self.structure, self.test_stat, self.options, self.n = structure, test_stat, options, n
         self.free, self.asimov_free = fits["free"], fits["asimov_free"]
         observed = np.concatenate([numbers.observed, numbers.auxdata], axis=1)
@@ -74,6 +83,29 @@ class CLsCurves:
         self.start = np.concatenate([fits["asimov_generation"].pars[repeat], self.free.pars])
         self.reference_ok = np.all([f.converged for f in fits.values()], axis=0)
 
+    def _fit(self, init, fixed, upper) -> FitResult:
+        """The fits of every row with the POI held (bounds ``upper``): one model's on one
+        lane, where they start by Fisher scoring (the POI is held, so one upper bound
+        that admits every row's μ serves them all); several models' in one vmapped
+        call, as :class:`~hfpipe.infer.asymptotic.TestBatch` does."""
+        if self.n == 1:
+            model = jax.tree.map(lambda a: np.asarray(a)[0], self.numbers)
+            model = model._replace(upper=upper.max(axis=0))
+            return fit_datasets(
+                self.structure,
+                model,
+                self.data,
+                init=init,
+                fixed=fixed,
+                lanes=1,
+                queue=_CURVES + 2,
+                options=self.options,
+            )
+        numbers = self.numbers._replace(upper=upper)
+        return fit_batch(
+            self.structure, numbers, self.data, init=init, fixed=fixed, options=self.options
+        )
+
     def __call__(self, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, poi = self.n, self.structure.poi_index
         mu = np.broadcast_to(np.asarray(mu, dtype=float), (n, _CURVES))
@@ -84,14 +116,7 @@ class CLsCurves:
         fixed[:, poi] = True
         upper = np.asarray(self.numbers.upper).copy()
         upper[:, poi] = np.maximum(upper[:, poi], 2.0 * row_mu)
-        fits = fit_batch(
-            self.structure,
-            self.numbers._replace(upper=upper),
-            self.data,
-            init=init,
-            fixed=fixed,
-            options=self.options,
-        )
+        fits = self._fit(init, fixed, upper)
         # the next step's μ is close: start there
         self.start = np.where(fits.converged[:, None], fits.pars, self.start)
 

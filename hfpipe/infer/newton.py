@@ -26,7 +26,13 @@ Each iteration:
 
 Convergence is judged here, not taken on trust: the estimated distance to the minimum
 ``EDM = ½ gᵀ H⁻¹ g`` over the free parameters must fall below ``edm_tolerance`` with a
-positive-definite Hessian.
+positive-definite Hessian. With ``polish``, a fit that got there takes one more Newton
+step before it stops (Newton converges quadratically there: an EDM of 1e-9 becomes
+~1e-18, and the parameters, which the EDM leaves ~sqrt(2 EDM) standard deviations from
+the minimum, exact to ~1e-9 σ), unless its EDM is already below ``edm_tolerance`` ×
+:data:`_POLISHED`. The polishing step may raise -2 log L by up to the tolerance (at
+its rounding floor a true decrease can look like a rise); one rejected beyond that ends
+the fit where it was.
 
 Optionally (``step(..., scoring=...)`` with ``initial_state(..., scoring=True)``, used
 for fits run one at a time), fits take their first steps by Fisher scoring: the
@@ -51,10 +57,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Bool, Float, Int
 
 __all__ = [
     "MinimizeResult",
     "NewtonState",
+    "Scoring",
     "bounded_edm",
     "finished",
     "initial_state",
@@ -69,11 +77,11 @@ Derivatives = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 class MinimizeResult(NamedTuple):
     """Outcome of one minimisation (fields gain a batch axis under vmap)."""
 
-    x: jax.Array
-    fun: jax.Array
-    edm: jax.Array
-    converged: jax.Array
-    iterations: jax.Array  # evaluations of value, gradient and curvature
+    x: Float[jax.Array, "*fits parameters"]
+    fun: Float[jax.Array, "*fits"]
+    edm: Float[jax.Array, "*fits"]
+    converged: Bool[jax.Array, "*fits"]
+    iterations: Int[jax.Array, "*fits"]  # evaluations of value, gradient and curvature
 
 
 class NewtonState(NamedTuple):
@@ -83,19 +91,22 @@ class NewtonState(NamedTuple):
     evaluated (for the next direction and the EDM) and is not carried along.
     """
 
-    x: jax.Array
-    value: jax.Array  # -2 log L at x (+inf before the first evaluation)
-    gradient: jax.Array  # at x
-    edm: jax.Array
-    direction: jax.Array  # of the step under way
-    newton_ok: jax.Array  # its matrix was the (damped) exact Hessian
-    step_length: jax.Array  # the next trial is clip(x + step_length * direction)
-    halvings: jax.Array  # shortenings of the step under way (each by 0.1–0.5)
-    damping: jax.Array  # Marquardt λ for the next direction
-    evaluations: jax.Array
+    x: Float[jax.Array, "fits parameters"]
+    value: Float[jax.Array, " fits"]  # -2 log L at x (+inf before the first evaluation)
+    gradient: Float[jax.Array, "fits parameters"]  # at x
+    edm: Float[jax.Array, " fits"]
+    direction: Float[jax.Array, "fits parameters"]  # of the step under way
+    newton_ok: Bool[jax.Array, " fits"]  # its matrix was the (damped) exact Hessian
+    step_length: Float[jax.Array, " fits"]  # the next trial: clip(x + step_length · direction)
+    halvings: Int[jax.Array, " fits"]  # shortenings of the step under way (each by 0.1–0.5)
+    damping: Float[jax.Array, " fits"]  # Marquardt λ for the next direction
+    evaluations: Int[jax.Array, " fits"]
     #: the fit still steps with the Fisher information (Fisher scoring), and has no
     #: EDM from the Hessian yet (see :func:`step`)
-    scoring: jax.Array
+    scoring: Bool[jax.Array, " fits"]
+    #: EDM of the point accepted before x (+inf at first): a fit whose last two points
+    #: are both below the tolerance has taken its polishing step
+    previous_edm: Float[jax.Array, " fits"]
 
 
 def _held(x, g, lower, upper, fixed):
@@ -207,7 +218,7 @@ def _directions(g, h, gauss_newton, held, damping, needed):
         return jnp.where(newton_ok[:, None], direction, _solve(stand_in, -g)[1])
 
     # the conditional carries directions, not the (P, P) factor: a matrix passed through
-    # it is copied (3L-eRJR: ~5 us of a Newton evaluation's ~55)
+    # it is copied on every evaluation
     direction = jax.lax.cond(jnp.any(needed & ~newton_ok), with_stand_in, lambda d: d, direction)
     # the diagonal step's scale: that of the Gauss–Newton stand-in (its diagonal alone)
     stand_in_diagonal = jnp.where(held, 1.0, jnp.diagonal(gauss_newton, axis1=-2, axis2=-1))
@@ -249,6 +260,7 @@ def initial_state(x0, lower, upper, scoring: bool = False) -> NewtonState:
         damping=jnp.zeros(batch, dtype),
         evaluations=jnp.zeros(batch, int),
         scoring=jnp.full(batch, scoring),
+        previous_edm=jnp.full(batch, jnp.inf, dtype),
     )
 
 
@@ -285,12 +297,17 @@ def _shortening(f0, slope, f1):
     return jnp.where(usable, jnp.clip(fraction, _SHORTEST, _LONGEST), _LONGEST)
 
 
-def _accept(s: NewtonState, trial, value, gradient, lower, upper, fixed):
+def _accept(s: NewtonState, trial, value, gradient, lower, upper, fixed, edm_tolerance):
     """Whether one fit's trial point passes the Armijo test and overshoots no bound,
-    its next damping, and the factor that shortens the step should it be rejected."""
+    its next damping, and the factor that shortens the step should it be rejected.
+
+    A fit already converged (EDM below ``edm_tolerance``: its polishing step) accepts a
+    rise of up to the tolerance: the decrease left is below it, and at the rounding
+    floor of -2 log L (~1e-14 of its value) a true decrease can look like a rise."""
     held = _held(s.x, s.gradient, lower, upper, fixed)
     decrease = jnp.where(held, 0.0, s.gradient) @ (trial - s.x)
     rounding = 4 * jnp.finfo(value.dtype).eps * jnp.abs(s.value)
+    rounding = rounding + jnp.where(s.edm < edm_tolerance, edm_tolerance, 0.0)
     accepted = jnp.isfinite(value) & (value <= s.value + 1e-4 * decrease + rounding)
     accepted = accepted & ~_overshot(s.x, trial, gradient, lower, upper, fixed)
     full_step = s.newton_ok & (s.halvings == 0)
@@ -316,22 +333,26 @@ class _Update(NamedTuple):
     scoring: jax.Array
 
 
-def _judge(state: NewtonState, trial, value, gradient, lower, upper, fixed):
+def _judge(state: NewtonState, trial, value, gradient, lower, upper, fixed, edm_tolerance):
     """Per fit of a batch, from value and gradient at its trial point: accepted, next
     damping, shortening should it be rejected (:func:`_accept`), and the parameters
     held there."""
-    accepted, damping, shortening = jax.vmap(_accept)(
-        state, trial, value, gradient, lower, upper, fixed
+    accepted, damping, shortening = jax.vmap(_accept, in_axes=(0,) * 7 + (None,))(
+        state, trial, value, gradient, lower, upper, fixed, edm_tolerance
     )
     held = jax.vmap(_held)(trial, gradient, lower, upper, fixed)
     return accepted, damping, shortening, held
 
 
-def _hessian_update(evaluate, state: NewtonState, trial, lower, upper, fixed, active):
+def _hessian_update(
+    evaluate, state: NewtonState, trial, lower, upper, fixed, edm_tolerance, active
+):
     """Evaluate value, gradient and curvature at the trial points; on acceptance, the
     next Newton direction and the EDM (a fit accepted here has left Fisher scoring)."""
     value, gradient, hessian, gauss_newton = evaluate(trial)
-    accepted, damping, shortening, held = _judge(state, trial, value, gradient, lower, upper, fixed)
+    accepted, damping, shortening, held = _judge(
+        state, trial, value, gradient, lower, upper, fixed, edm_tolerance
+    )
     needed = accepted if active is None else accepted & active
     direction, newton_ok, edm = _directions(gradient, hessian, gauss_newton, held, damping, needed)
     scoring = jnp.where(accepted, False, state.scoring)
@@ -386,27 +407,37 @@ def _scoring_direction(g, information, unconstrained, held, damping):
 _MAX_SCORING_EVALUATIONS = 12
 #: A fit leaves scoring once its Fisher EDM is below this many times its tolerance:
 #: Newton steps (quadratic convergence) finish from there in about one evaluation,
-#: where scoring (linear convergence) takes several. 3L-eRJR toys, tolerance 1e-6,
-#: variants interleaved in one process, median fits a CPU-second: 1×: 5,600,
-#: 10×: 6,300, 100×: 6,600; 300× and 1000× the same as 100× within the noise.
+#: where scoring (linear convergence) takes several (the choice: docs/performance.md).
 _SCORING_SWITCH = 100.0
 
 
-def _scoring_update(
-    evaluate_information, unconstrained, edm_tolerance, state, trial, lower, upper, fixed
-):
+class Scoring(NamedTuple):
+    """How a batch of fits steps by Fisher scoring (see :func:`step`)."""
+
+    #: points (B, P) -> value, gradient and the scoring matrix in factored form
+    #: (``likelihood.twice_nll_information``, batched)
+    evaluate: Callable
+    #: indices of the parameters without a constraint term
+    unconstrained: jax.Array
+    #: the fits' EDM tolerance (scoring ends within :data:`_SCORING_SWITCH` times it)
+    edm_tolerance: jax.Array
+
+
+def _scoring_update(scoring: Scoring, state, trial, lower, upper, fixed, edm_tolerance):
     """Evaluate value, gradient and Fisher information at the trial points; on
     acceptance, the next Fisher-scoring direction. A fit whose Fisher EDM is below
-    :data:`_SCORING_SWITCH` times ``edm_tolerance`` (or whose scoring is unusable, or
+    :data:`_SCORING_SWITCH` times the tolerance (or whose scoring is unusable, or
     has gone on for :data:`_MAX_SCORING_EVALUATIONS`) leaves scoring: its next trial
     point is evaluated with the Hessian, which judges convergence."""
-    value, gradient, information = evaluate_information(trial)
-    accepted, damping, shortening, held = _judge(state, trial, value, gradient, lower, upper, fixed)
+    value, gradient, information = scoring.evaluate(trial)
+    accepted, damping, shortening, held = _judge(
+        state, trial, value, gradient, lower, upper, fixed, edm_tolerance
+    )
     direction, fisher_edm = jax.vmap(_scoring_direction, in_axes=(0, 0, None, 0, 0))(
-        gradient, information, unconstrained, held, damping
+        gradient, information, scoring.unconstrained, held, damping
     )
     leave = (
-        (fisher_edm < _SCORING_SWITCH * edm_tolerance)
+        (fisher_edm < _SCORING_SWITCH * scoring.edm_tolerance)
         | ~jnp.isfinite(fisher_edm)
         | (state.evaluations + 1 >= _MAX_SCORING_EVALUATIONS)
     )
@@ -431,7 +462,8 @@ def step(
     fixed: jax.Array,
     active: jax.Array | None = None,
     *,
-    scoring: tuple | None = None,
+    scoring: Scoring | None = None,
+    edm_tolerance=0.0,
 ) -> NewtonState:
     """One evaluation for every fit of a batch (leading axis of ``state``, ``lower``,
     ``upper``, ``fixed``).
@@ -445,22 +477,25 @@ def step(
     are stepped too, but no factorisation is made for them alone. A fit's result
     never depends on the other rows of the batch.
 
-    ``scoring = (evaluate_information, unconstrained, edm_tolerance)`` lets fits that
-    start with ``initial_state(..., scoring=True)`` take their first steps by Fisher
-    scoring: ``evaluate_information`` gives value, gradient and the scoring matrix
-    without second derivatives of the yields (``likelihood.twice_nll_information``),
-    solved without a (P, P) factorisation (:func:`_scoring_direction`): about a quarter
+    ``scoring`` (a :class:`Scoring`) lets fits that start with
+    ``initial_state(..., scoring=True)`` take their first steps by Fisher scoring: its
+    ``evaluate`` gives value, gradient and the scoring matrix without second
+    derivatives of the yields (``likelihood.twice_nll_information``), solved without a
+    (P, P) factorisation (:func:`_scoring_direction`): about a quarter
     of the cost of a Newton evaluation, and nearly as fast a convergence while the fit
     is still far from the minimum. Once a fit's Fisher EDM is below
-    :data:`_SCORING_SWITCH` times ``edm_tolerance``, its next point is evaluated with
+    :data:`_SCORING_SWITCH` times the tolerance, its next point is evaluated with
     the Hessian, as every point is after that: convergence is only ever judged with the
     Hessian's EDM. A pass runs Fisher scoring only when no active fit of the batch needs
     the Hessian; otherwise every fit takes a Newton step.
+
+    ``edm_tolerance`` (may be traced): the fits' tolerance, within which a converged
+    fit's polishing step is accepted (see :func:`_accept`).
     """
     trial = jax.vmap(lambda s, lo, hi: jnp.clip(s.x + s.step_length * s.direction, lo, hi))(
         state, lower, upper
     )
-    args = (state, trial, lower, upper, fixed)
+    args = (state, trial, lower, upper, fixed, edm_tolerance)
     if scoring is None:
         update = _hessian_update(evaluate, *args, active)
     else:
@@ -468,7 +503,7 @@ def step(
         update = jax.lax.cond(
             jnp.any(hessian_needed),
             lambda: _hessian_update(evaluate, *args, active),
-            lambda: _scoring_update(*scoring, *args),
+            lambda: _scoring_update(scoring, *args),
         )
     accepted = update.accepted
 
@@ -487,17 +522,35 @@ def step(
         damping=update.damping,
         evaluations=state.evaluations + 1,
         scoring=update.scoring,
+        previous_edm=where(state.edm, state.previous_edm),
     )
 
 
+#: With ``polish``, a fit whose EDM is below this fraction of the tolerance needs no
+#: polishing step.
+_POLISHED = 1e-9
+
+
 def finished(
-    state: NewtonState, *, max_iterations: int, edm_tolerance: float, max_halvings: int
+    state: NewtonState,
+    *,
+    max_iterations: int,
+    edm_tolerance: float,
+    max_halvings: int,
+    polish=False,
 ) -> jax.Array:
-    """Per fit: converged (EDM below tolerance), out of evaluations, or out of step
-    shortenings."""
+    """Per fit: converged (EDM below tolerance; with ``polish``, and then one more Newton
+    step tried, see the module docstring), out of evaluations, or out of step
+    shortenings. ``polish`` may be a traced boolean."""
+    converged = state.edm < edm_tolerance
+    polished = (
+        (state.previous_edm < edm_tolerance)
+        | (state.halvings > 0)
+        | (state.edm < _POLISHED * edm_tolerance)
+    )
     return (
         (state.evaluations >= max_iterations)
-        | (state.edm < edm_tolerance)
+        | (converged & (polished | ~jnp.asarray(polish)))
         | (state.halvings > max_halvings)
     )
 
@@ -519,6 +572,7 @@ def newton_minimize(
     max_iterations: int = 200,
     edm_tolerance: float = 1e-9,
     max_halvings: int = 30,
+    polish=False,
 ) -> MinimizeResult:
     """Minimise within ``[lower, upper]`` holding ``fixed`` parameters: one fit (vmap it
     for a batch that runs until its slowest fit is done), a while loop over
@@ -528,6 +582,8 @@ def newton_minimize(
     Hessian and a positive semi-definite stand-in (Gauss–Newton) used where the Hessian
     is not positive definite. ``x0`` is clipped to the bounds; fixed parameters keep
     their ``x0`` values. ``max_iterations`` counts evaluations (trial points).
+    ``polish`` (a bool, or a traced one): one more Newton step after convergence (see
+    the module docstring).
     """
     bounds = (lower[None], upper[None], fixed[None])
 
@@ -540,11 +596,12 @@ def newton_minimize(
             max_iterations=max_iterations,
             edm_tolerance=edm_tolerance,
             max_halvings=max_halvings,
+            polish=polish,
         )[0]
 
     final = jax.lax.while_loop(
         keep_going,
-        lambda s: step(evaluate_one, s, *bounds),
+        lambda s: step(evaluate_one, s, *bounds, edm_tolerance=edm_tolerance),
         initial_state(x0[None], lower[None], upper[None]),
     )
     return jax.tree.map(lambda a: a[0], result(final, edm_tolerance))

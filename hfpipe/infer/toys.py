@@ -14,7 +14,8 @@ the letter:
   bounds and fixed parameters.
 * **p-values.** ``CLs+b`` and ``CLb`` are the fractions of toys of each hypothesis
   whose test statistic is ``>=`` the observed one; ``CLs = CLs+b / CLb`` (NaN for
-  0/0, as pyhf's numpy division). For ``q0`` the reported value is ``CLs+b``, the
+  0/0, as pyhf's numpy division, with a message saying why: no background toy
+  reached the observed test statistic). For ``q0`` the reported value is ``CLs+b``, the
   p-value of the hypothesis ``mu`` (pyhf's convention).
 * **Expected band.** Every background-only toy's test statistic is taken as if
   observed, giving one CLs (CLs+b for ``q0``) per toy; the band is that sample's
@@ -56,31 +57,36 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import ndtr
+from jaxtyping import Bool, Float, Int
 
 from hfpipe.errors import HfpipeError
-from hfpipe.infer.asymptotics import EXPECTED_SIGMAS
+from hfpipe.infer.asymptotic import HypotestResult, check_poi_values
+from hfpipe.infer.calculators import ToyCalculator
 from hfpipe.infer.fit import (
     DEFAULT_OPTIONS,
     FitOptions,
     fit_datasets,
-    keep_lower,
     local_minima,
-    queue_length,
-    replace_rows,
 )
-from hfpipe.infer.hypotest import test_statistic
+from hfpipe.infer.lanes import queue_length
+from hfpipe.infer.teststats import (
+    asimov_value,
+    check_test_statistic,
+    test_statistic,
+    tested_value,
+)
+from hfpipe.model.layout_cache import per_layout
 from hfpipe.model.likelihood import expected_aux, expected_main, prepare
 from hfpipe.model.structure import Layout, Numbers, Structure
 
 __all__ = [
     "DEFAULT_TOY_BATCH_SIZE",
     "HYPOTHESES",
-    "TOY_TEST_STATISTICS",
     "ToyCLs",
     "ToyDistributions",
     "ToyFitsFailed",
@@ -90,17 +96,13 @@ __all__ = [
     "standard_errors",
     "toy_batch_size",
     "toy_distributions",
-    "toys",
+    "toy_hypotest_batch",
 ]
 
-#: Test statistics pyhf's ToyCalculator supports.
-TOY_TEST_STATISTICS = ("qtilde", "q", "q0")
 #: Hypotheses in key order: toys of ``HYPOTHESES[h]`` use ``fold_in(key(seed), h)``.
 HYPOTHESES = ("signal", "background")
 #: Default of ``batch_size``: None, chosen per model by :func:`toy_batch_size`.
 DEFAULT_TOY_BATCH_SIZE = None
-#: Percentiles of the expected band, pyhf's numbers: Φ(-2), Φ(-1), 0.5, Φ(1), Φ(2).
-_BAND_PERCENTILES = 100.0 * ndtr(-EXPECTED_SIGMAS)
 
 
 class ToyFitsFailed(HfpipeError):
@@ -122,13 +124,15 @@ class ToyDistributions:
     q_obs: float  # test statistic of the observed data
     mu_hat: float  # free fit to the observed data
     twice_nll: float  # free fit to the observed data
-    toy_index: np.ndarray  # (n,) int
-    signal: np.ndarray  # (n,) test statistic of the signal+background toys
-    background: np.ndarray  # (n,) test statistic of the background-only toys
-    signal_converged: np.ndarray  # (n,) bool
-    background_converged: np.ndarray  # (n,) bool
-    signal_pars: np.ndarray  # (P,) generating parameters of the signal toys
-    background_pars: np.ndarray  # (P,) generating parameters of the background toys
+    toy_index: Int[np.ndarray, " toys"]
+    signal: Float[np.ndarray, " toys"]  # test statistic of the signal+background toys
+    background: Float[np.ndarray, " toys"]  # test statistic of the background-only toys
+    signal_converged: Bool[np.ndarray, " toys"]
+    background_converged: Bool[np.ndarray, " toys"]
+    signal_pars: Float[np.ndarray, " parameters"]  # generating the signal toys
+    background_pars: Float[np.ndarray, " parameters"]  # generating the background toys
+    #: free fit to the observed data (None when read back from chunk files)
+    bestfit: Float[np.ndarray, " parameters"] | None = None
 
     @property
     def ntoys(self) -> int:
@@ -155,9 +159,11 @@ class ToyCLs:
     cls_obs: float  # CLs (CLs+b for q0)
     clsb_obs: float
     clb_obs: float
-    cls_exp: np.ndarray  # (5,)
+    cls_exp: Float[np.ndarray, " 5"]
     ntoys: int  # toys per hypothesis
     n_failed: int
+    #: '' or why ``cls_obs`` is not a number (no background toy at or above q_obs)
+    message: str = ""
 
 
 #: Rule of :func:`toy_batch_size`: lanes ≈ _LANE_BUDGET / parameters², a power of two
@@ -171,25 +177,12 @@ def toy_batch_size(structure: Structure) -> int:
     Fewer lanes for larger models: the per-lane work is dominated by (P, P) matrices
     (Hessian, its Cholesky factor), and once a batch of them outgrows the CPU's caches
     a wider batch only costs more per fit, while the factorisations that some lane
-    needs (the Gauss–Newton stand-in, the undamped Hessian) are made for all lanes.
-    Measured on this project's shared 2-core CPU, one XLA thread: toy fits per
-    CPU-second of :func:`~hfpipe.infer.fit.fit_datasets` on toys of both hypotheses,
-    free and fixed fits, lane counts interleaved in one process, best of 5 to 8 runs:
-
-    ========================  ====  ========================================
-    model                      P    fits/CPU-s by lanes (best bold)
-    ========================  ====  ========================================
-    pyhf docs 2-bin             3   1: 28k, 8: 115k, 32: 197k, **128: 259k**, 512: 228k
-    examples/example           10   1: 12k, 4: 22k, 16: 33k, **64: 34k**, 256: 30k
-    ATLAS 3L-eRJR              70   **1: 750**, 2: 680, 4: 740, 8: 630 (Newton only);
-                                    with Fisher scoring on one lane (2026-11-23):
-                                    **1: 6,600**, 2: 3,600, 4: 3,300, 8: 3,400
-    ATLAS 1Lbb                126   **1: 61**, 2: 49, 4: 50
-    ========================  ====  ========================================
-
-    The rule ``6400 / P²`` rounded down to a power of two (1 to 128) picks the best or
-    a near-best batch for each of them. It depends on the structure only, so chunks of
-    toys made anywhere with the default batch size merge bit for bit.
+    needs (the Gauss–Newton stand-in, the undamped Hessian) are made for all lanes;
+    and a single lane fits by Fisher scoring first. The rule ``6400 / P²`` rounded
+    down to a power of two (1 to 128): one lane from ~60 parameters, 128 for a few;
+    it picked the best or a near-best lane count on every model measured
+    (docs/performance.md). It depends on the structure only, so chunks of toys made
+    anywhere with the default batch size merge bit for bit.
     """
     lanes = _LANE_BUDGET / max(structure.n_parameters, 1) ** 2
     return int(min(max(2 ** math.floor(math.log2(max(lanes, 1))), 1), _MAX_LANES))
@@ -209,7 +202,7 @@ def _toy_keys(seed, hypothesis, first, n: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(first + jnp.arange(n))
 
 
-@functools.cache
+@per_layout
 def _sampler(structure: Layout):
     normal_aux = jnp.asarray(structure.normal_aux, dtype=int)
     poisson_aux = jnp.asarray(structure.poisson_aux, dtype=int)
@@ -232,14 +225,10 @@ def _sampler(structure: Layout):
 
 def sample_toys(structure: Structure, numbers: Numbers, pars, keys: jax.Array) -> jax.Array:
     """One pseudo-data set (main counts then auxiliary data) per key, drawn at ``pars``."""
-    return _sampler(structure.layout)(numbers, jnp.asarray(pars, dtype=float), keys)
+    return _sampler(structure)(numbers, jnp.asarray(pars, dtype=float), keys)
 
 
 # -- fits and distributions -----------------------------------------------------------
-
-
-def _tested_value(test_stat: str, mu: float) -> float:
-    return 0.0 if test_stat == "q0" else mu
 
 
 def _auxiliary_start(structure: Structure, numbers: Numbers, data, start) -> np.ndarray:
@@ -249,12 +238,11 @@ def _auxiliary_start(structure: Structure, numbers: Numbers, data, start) -> np.
     Poisson one (within the bounds). Toys draw their auxiliary data afresh, and the fit
     moves the constrained parameters most of the way there; a shapesys γ with a small
     τ whose toy datum is 0 goes to its lower bound, which from the generating value
-    took the first steps several step shortenings (3L-eRJR: 7.6 → 4.3 evaluations a
-    free fit, 4,096 toys). Such a start can be far off for a Poisson constraint with a
-    small τ (a datum of 1 with τ = 0.058 puts γ at its bound of 10) and, with Gaussian
-    data a few σ out, leave a bin with events no expected yield: the few free fits
-    that fail from there (3 in 8,000 on 3L-eRJR; a quarter on 1Lbb) are run again from
-    the generating parameters."""
+    took the first steps several step shortenings (the free fit's evaluations fall by
+    nearly half, docs/performance.md). Such a start can be far off for a Poisson
+    constraint with a small τ (a datum of 1 with τ = 0.058 puts γ at its bound of 10)
+    and, with Gaussian data a few σ out, leave a bin with events no expected yield: the
+    few free fits that fail from there are run again from the generating parameters."""
     start = np.array(start, dtype=float)  # (toys, parameters)
     aux = np.asarray(data)[:, structure.n_bins :]
     free = ~np.asarray(numbers.fixed, dtype=bool)
@@ -277,11 +265,11 @@ def _test_statistics(structure, numbers, data, start, tested, test_stat, lanes, 
     parameters at their auxiliary data (:func:`_auxiliary_start`), then the fit with
     the POI fixed at ``tested``, starting where the free fit ended (at ``start`` where
     that did not converge). The two minima are close, so the second fit takes about
-    half the evaluations it takes from the generating parameters (3L-eRJR: 8.5 →
-    3.9–5.4). A free fit that ended above the fixed one is fitted again
+    half the evaluations it takes from the generating parameters. A free fit that
+    ended above the fixed one is fitted again
     (:func:`~hfpipe.infer.fit.local_minima`). Every fit here stops at
     ``options.toy_edm_tolerance``."""
-    options = replace(options, edm_tolerance=options.toy_edm_tolerance)
+    options = replace(options, edm_tolerance=options.toy_edm_tolerance, polish=False)
     n, poi = data.shape[0], structure.poi_index
     fixed = np.broadcast_to(np.asarray(numbers.fixed, dtype=bool), (n, structure.n_parameters))
     start = np.broadcast_to(np.asarray(start, dtype=float), (n, structure.n_parameters))
@@ -294,7 +282,7 @@ def _test_statistics(structure, numbers, data, start, tested, test_stat, lanes, 
     )
     failed = np.flatnonzero(~free.converged)
     if len(failed):  # fitted again from the generating parameters (with retries)
-        replace_rows(free, failed, fit(data[failed], init=start[failed], fixed=fixed[failed]))
+        free = free.replace_rows(failed, fit(data[failed], init=start[failed], fixed=fixed[failed]))
     fixed_init = np.where(free.converged[:, None], free.pars, start)
     fixed_init[:, poi] = tested
     fixed_fixed = fixed.copy()
@@ -302,7 +290,7 @@ def _test_statistics(structure, numbers, data, start, tested, test_stat, lanes, 
     conditional = fit(data, init=fixed_init, fixed=fixed_fixed)
     stuck, starts = local_minima(free, [conditional])
     if len(stuck):  # fitted again from the fixed fit's minimum
-        keep_lower(free, stuck, fit(data[stuck], init=starts, fixed=fixed[stuck]))
+        free = free.keep_lower(stuck, fit(data[stuck], init=starts, fixed=fixed[stuck]))
     q = test_statistic(test_stat, tested, free.pars[:, poi], conditional.twice_nll, free.twice_nll)
     converged = free.converged & conditional.converged
     return np.where(converged, q, np.nan), converged
@@ -315,11 +303,11 @@ def _observed_fits(structure, numbers, mu, test_stat, lanes, options):
     statistic), at ``mu`` (signal+background toys) and at 0 (background toys; 1 for
     ``q0``). They reuse the toy fits' compiled lanes (four tasks of a queue).
     """
-    poi, tested = structure.poi_index, _tested_value(test_stat, mu)
+    poi, tested = structure.poi_index, float(tested_value(test_stat, mu))
     data = np.concatenate([np.asarray(numbers.observed), np.asarray(numbers.auxdata)])
     inits = np.tile(np.asarray(numbers.init, dtype=float), (4, 1))
     fixeds = np.tile(np.asarray(numbers.fixed, dtype=bool), (4, 1))
-    inits[1:4, poi] = [tested, mu, 1.0 if test_stat == "q0" else 0.0]
+    inits[1:4, poi] = [tested, mu, asimov_value(test_stat)]
     fixeds[1:4, poi] = True
     fits = fit_datasets(
         structure,
@@ -351,7 +339,6 @@ def toy_distributions(
     test_stat: str = "qtilde",
     batch_size: int | None = DEFAULT_TOY_BATCH_SIZE,
     options: FitOptions = DEFAULT_OPTIONS,
-    workers: int = 1,
 ) -> ToyDistributions:
     """Test-statistic distributions of toys ``first_toy … first_toy+ntoys-1`` of one model.
 
@@ -359,19 +346,16 @@ def toy_distributions(
     (default: :func:`toy_batch_size` of the structure), each taking the next fit of the
     queue when its own is done (:func:`~hfpipe.infer.fit.fit_datasets`). For a given
     batch size the result of toy ``i`` depends only on (model, mu, seed, i); other
-    batch sizes agree to rounding. ``workers > 1`` splits the toys into that many
-    chunks, each fitted by its own process (see :func:`_in_processes`), with the same
-    result.
+    batch sizes agree to rounding. Chunks of one run computed anywhere merge
+    (:func:`merge`) into the same distribution: several processes can share the toys
+    (``hfpipe.toys(..., workers=N)``).
     """
-    if test_stat not in TOY_TEST_STATISTICS:
-        raise ValueError(f"toy-based CLs supports {TOY_TEST_STATISTICS}, not {test_stat!r}")
+    check_test_statistic(test_stat)
     lanes = toy_batch_size(structure) if batch_size is None else batch_size
-    if ntoys < 1 or lanes < 1 or workers < 1:
-        raise ValueError("ntoys, batch_size and workers must be positive")
-    if workers > 1 and ntoys > 1:
-        settings = {"seed": seed, "test_stat": test_stat, "batch_size": lanes, "options": options}
-        return _in_processes(structure, numbers, mu, ntoys, first_toy, workers, settings)
-    tested = _tested_value(test_stat, mu)
+    if ntoys < 1 or lanes < 1:
+        raise ValueError("ntoys and batch_size must be positive")
+    check_poi_values(structure, numbers, [tested_value(test_stat, mu), mu])
+    tested = float(tested_value(test_stat, mu))
     observed, q_obs = _observed_fits(structure, numbers, mu, test_stat, lanes, options)
     generating = (observed.pars[2], observed.pars[3])  # signal, background
     size = queue_length(lanes) // 2  # toys whose fits (2 hypotheses) fill a queue
@@ -412,39 +396,8 @@ def toy_distributions(
         background_converged=background_ok,
         signal_pars=np.asarray(signal_pars),
         background_pars=np.asarray(background_pars),
+        bestfit=np.asarray(observed.pars[0]),
     )
-
-
-def _in_processes(structure, numbers, mu, ntoys, first_toy, workers, settings):
-    """Toys in ``workers`` contiguous chunks, one process each, merged.
-
-    hfpipe's JAX runs on one core per process (``hfpipe/_jax.py``), so this is how one
-    machine fits a point's toys on several cores. The processes are spawned (JAX does
-    not survive a fork): each imports hfpipe and compiles its fits (seconds), which
-    pays off for runs of a minute or more. Spawning re-imports the caller's main
-    module: scripts must call this under ``if __name__ == "__main__":``.
-    """
-    import concurrent.futures
-    import itertools
-    import multiprocessing
-
-    edges = np.linspace(first_toy, first_toy + ntoys, min(workers, ntoys) + 1).astype(int)
-    numbers = jax.tree.map(np.asarray, numbers)
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(len(edges) - 1, mp_context=context) as pool:
-        chunks = [
-            pool.submit(
-                toy_distributions,
-                structure,
-                numbers,
-                mu,
-                ntoys=int(end - start),
-                first_toy=int(start),
-                **settings,
-            )
-            for start, end in itertools.pairwise(edges)
-        ]
-        return merge([chunk.result() for chunk in chunks])
 
 
 def merge(parts: list[ToyDistributions]) -> ToyDistributions:
@@ -485,25 +438,10 @@ def merge(parts: list[ToyDistributions]) -> ToyDistributions:
 # -- p-values and CLs -----------------------------------------------------------------
 
 
-def _tail_fraction(samples: np.ndarray, values) -> np.ndarray:
-    """Fraction of ``samples`` that are >= each value (pyhf's EmpiricalDistribution)."""
-    ordered = np.sort(samples)
-    below = np.searchsorted(ordered, values, side="left")
-    return (len(ordered) - below) / len(ordered)
-
-
 def _cls(signal: np.ndarray, background: np.ndarray, q_obs: float, test_stat: str):
     """(cls_obs, clsb_obs, clb_obs, cls_exp) from the converged toys' test statistics."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        clsb, clb = _tail_fraction(signal, q_obs), _tail_fraction(background, q_obs)
-        cls = clsb / clb
-        clsb_each = _tail_fraction(signal, background)
-        each = (
-            clsb_each if test_stat == "q0" else clsb_each / _tail_fraction(background, background)
-        )
-    band = np.percentile(each, _BAND_PERCENTILES, method="linear")
-    observed = clsb if test_stat == "q0" else cls
-    return float(observed), float(clsb), float(clb), band
+    observed, band = ToyCalculator(test_stat).hypotest(q_obs, signal, background)
+    return float(observed.reported), float(observed.clsb), float(observed.clb), band
 
 
 def cls_from_toys(distributions: ToyDistributions, *, max_failed_fraction: float = 0.01) -> ToyCLs:
@@ -522,7 +460,13 @@ def cls_from_toys(distributions: ToyDistributions, *, max_failed_fraction: float
             )
     signal, background = d.signal[d.signal_converged], d.background[d.background_converged]
     observed, clsb, clb, band = _cls(signal, background, d.q_obs, d.test_stat)
-    return ToyCLs(observed, clsb, clb, band, d.ntoys, d.n_failed)
+    message = ""
+    if not np.isfinite(observed):
+        message = (
+            f"CLs undefined: none of the {len(background)} background toys has a test "
+            f"statistic at or above the observed {d.q_obs:.4g} (CLb = CLs+b = 0); run more toys"
+        )
+    return ToyCLs(observed, clsb, clb, band, d.ntoys, d.n_failed, message)
 
 
 def standard_errors(
@@ -546,43 +490,112 @@ def standard_errors(
     return np.std(np.asarray(replicas), axis=0, ddof=1)
 
 
-def toys(
-    workspace,
-    mu: float = 1.0,
+class _ToyRow(NamedTuple):
+    """One model's toy-based test, as the fields of a HypotestResult row."""
+
+    cls_obs: float
+    cls_exp: np.ndarray
+    clsb_obs: float
+    clb_obs: float
+    q_obs: float
+    mu_hat: float
+    twice_nll: float
+    bestfit: np.ndarray
+    converged: bool
+    message: str
+    n_failed: int
+
+
+def _toy_row(structure, numbers, mu, test_stat, settings: dict, max_failed_fraction) -> _ToyRow:
+    """The toy-based test of one model; failures become a row with a message."""
+    nothing = np.full(5, np.nan), np.full(structure.n_parameters, np.nan)
+    try:
+        toys = toy_distributions(structure, numbers, mu, test_stat=test_stat, **settings)
+        cls = toys.cls(max_failed_fraction=max_failed_fraction)
+    except ToyFitsFailed as error:
+        return _ToyRow(
+            np.nan,
+            nothing[0],
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            nothing[1],
+            False,
+            str(error),
+            0,
+        )
+    messages = [cls.message] if cls.message else []
+    if cls.n_failed:
+        messages.append(f"{cls.n_failed} toy fits failed")
+    return _ToyRow(
+        cls.cls_obs,
+        np.asarray(cls.cls_exp, dtype=float),
+        cls.clsb_obs,
+        cls.clb_obs,
+        toys.q_obs,
+        toys.mu_hat,
+        toys.twice_nll,
+        toys.bestfit,
+        not cls.message,
+        "; ".join(messages),
+        cls.n_failed,
+    )
+
+
+def toy_hypotest_batch(
+    structure: Structure,
+    numbers: Numbers,
+    mu,
     *,
-    patches=(),
+    rows: int | None = None,
+    test_stat: str = "qtilde",
     ntoys: int = 1000,
     seed: int = 0,
-    first_toy: int = 0,
-    test_stat: str = "qtilde",
     batch_size: int | None = DEFAULT_TOY_BATCH_SIZE,
+    max_failed_fraction: float = 0.01,
     options: FitOptions = DEFAULT_OPTIONS,
-    workers: int = 1,
-    **compile_options,
-) -> ToyDistributions:
-    """Toy distributions of a workspace (path, dict or compiled ``Model``) at ``mu``.
+) -> HypotestResult:
+    """Toy-based CLs of the first ``rows`` models of a batch (default: all), one model
+    after the other (the toys are each model's batch), as a :class:`HypotestResult`.
 
-    ``patches`` and ``compile_options`` (``measurement``, ``normsys_code``, …) go to
-    :func:`~hfpipe.model.compile_model`. ``hfpipe.toys(ws, ntoys=10_000).cls()`` gives
-    CLs; chunks made with ``first_toy`` merge with :func:`merge`; ``workers`` processes
-    share the toys (see :func:`toy_distributions`).
+    A model whose fits to the observed data, or too many of whose toy fits, failed
+    (:class:`ToyFitsFailed`), or whose CLs is 0/0, is not converged, with a message;
+    its values are NaN where they could not be computed. A model's toys depend on
+    (model, mu, seed) only: the same in any batch.
     """
-    from hfpipe.model import Model, compile_model
-
-    model = (
-        workspace
-        if isinstance(workspace, Model)
-        else compile_model(workspace, patches=patches, **compile_options)
-    )
-    return toy_distributions(
-        model.structure,
-        model.numbers,
-        mu,
-        ntoys=ntoys,
-        seed=seed,
-        first_toy=first_toy,
-        test_stat=test_stat,
-        batch_size=batch_size,
-        options=options,
-        workers=workers,
+    n = np.shape(numbers.nominal)[0]
+    mu = np.broadcast_to(np.atleast_1d(np.asarray(mu, dtype=float)), (n,))
+    rows = n if rows is None else rows
+    settings = {"ntoys": ntoys, "seed": seed, "batch_size": batch_size, "options": options}
+    found = [
+        _toy_row(
+            structure,
+            jax.tree.map(lambda a, i=i: np.asarray(a)[i], numbers),
+            float(mu[i]),
+            test_stat,
+            settings,
+            max_failed_fraction,
+        )
+        for i in range(rows)
+    ]
+    field = {name: np.array([getattr(r, name) for r in found]) for name in _ToyRow._fields}
+    return HypotestResult(
+        mu=tested_value(test_stat, mu[:rows]),
+        cls_obs=field["cls_obs"],
+        cls_exp=field["cls_exp"],
+        clsb_obs=field["clsb_obs"],
+        clb_obs=field["clb_obs"],
+        q_obs=field["q_obs"],
+        q_asimov=np.full(rows, np.nan),
+        mu_hat=field["mu_hat"],
+        twice_nll=field["twice_nll"],
+        bestfit=field["bestfit"],
+        converged=field["converged"],
+        message=field["message"].astype(object),
+        fits={},
+        warning=np.full(rows, "", dtype=object),
+        ntoys=np.full(rows, ntoys),
+        n_failed=field["n_failed"],
     )

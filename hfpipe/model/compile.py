@@ -33,22 +33,21 @@ import numpy as np
 
 from hfpipe.errors import InvalidWorkspace
 from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
-from hfpipe.model.structure import MODIFIER_TYPES, Numbers, ParameterSet, Structure
+from hfpipe.model.structure import Numbers, ParameterSet, Structure
+from hfpipe.spec.leniency import merged_channels
+from hfpipe.spec.modifiers import (
+    MODIFIER_TYPES,
+    MODIFIERS,
+    PER_BIN_TYPES,
+    SCALE_TYPES,
+    SHAREABLE_TYPES,
+)
 
 __all__ = ["SampleCache", "compile_workspace"]
 
-_CONSTRAINT = {
-    "histosys": "normal",
-    "normsys": "normal",
-    "lumi": "normal",
-    "staterror": "normal",
-    "shapesys": "poisson",
-    "normfactor": None,
-    "shapefactor": None,
-}
-_PER_BIN = ("shapefactor", "shapesys", "staterror")
-#: modifier types whose parameters multiply slots (rows of the factor mask)
-_FACTOR_TYPES = ("lumi", "normfactor", *_PER_BIN)
+#: per-bin and multiplying types, in pyhf's order (the order the rows are built in)
+_PER_BIN = tuple(t for t in MODIFIER_TYPES if t in PER_BIN_TYPES)
+_FACTOR_TYPES = tuple(t for t in MODIFIER_TYPES if t in SCALE_TYPES)
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,17 +148,21 @@ class _Defaults:
 def _samples(
     workspace: Mapping, cache: SampleCache | None
 ) -> tuple[list[str], list[int], list[_Sample]]:
-    """Channel names and sizes, and the compiled samples, in pyhf's order (by name)."""
-    channels = sorted(workspace["channels"], key=lambda c: c["name"])
+    """Channel names and sizes, and the compiled samples, in pyhf's order (by name).
+
+    The samples are those pyhf keeps (:func:`~hfpipe.spec.leniency.merged_channels`):
+    channels of one name are one channel, and a later sample of a name replaces an
+    earlier one in it."""
+    channels = merged_channels(workspace["channels"])
     names, bins, samples = [], [], []
     slot = first_bin = 0
-    for channel in channels:
-        nbins = len(channel["samples"][0]["data"])
-        names.append(channel["name"])
+    for name in sorted(channels):
+        nbins = len(channels[name][0]["data"])
+        names.append(name)
         bins.append(nbins)
-        for sample in sorted(channel["samples"], key=lambda s: s["name"]):
+        for sample in sorted(channels[name], key=lambda s: s["name"]):
             compiled = cache.get(sample) if cache is not None else _compile_sample(sample)
-            samples.append(_Sample(channel["name"], slot, first_bin, compiled))
+            samples.append(_Sample(name, slot, first_bin, compiled))
             slot += nbins
         first_bin += nbins
     return names, bins, samples
@@ -177,30 +180,27 @@ def _default_settings(
     kind: str, name: str, samples: list[_Sample], carriers: list[_Sample] | None, nbins: dict
 ) -> _Defaults:
     """pyhf's settings of a parameter; ``carriers``: the samples with its modifier, in
-    model order (needed by the per-bin types only)."""
-    if kind in ("histosys", "normsys"):
-        return _Defaults(1, [0.0], [(-5.0, 5.0)], [False], auxdata=[0.0], sigmas=[1.0])
+    model order (needed by the per-bin types only). Inits and bounds are the type's
+    (:data:`~hfpipe.spec.modifiers.MODIFIERS`); the constraint data are computed here."""
+    facts = MODIFIERS[kind]
+    if kind in SHAREABLE_TYPES:  # normsys, histosys: a unit Gaussian about 0
+        return _Defaults(1, [facts.init], [facts.bounds], [False], auxdata=[0.0], sigmas=[1.0])
     if kind == "normfactor":
-        return _Defaults(1, [1.0], [(0.0, 10.0)], [False])
+        return _Defaults(1, [facts.init], [facts.bounds], [False])
     if kind == "lumi":
-        # pyhf takes lumi's value, bounds and width from the measurement only.
-        return _Defaults(1, [], [], [False])
+        # pyhf takes lumi's value, bounds and width from the measurement only; without a
+        # width (sigmas) its constraint has width 1.
+        return _Defaults(1, [], [], [False], sigmas=[1.0])
     first = carriers[0]
     size = nbins[first.channel]
+    inits, bounds = [facts.init] * size, [facts.bounds] * size
     if kind == "shapefactor":
-        return _Defaults(size, [1.0] * size, [(0.0, 10.0)] * size, [False] * size)
+        return _Defaults(size, inits, bounds, [False] * size)
     if kind == "shapesys":
         delta = np.asarray(first.modifiers[(kind, name)]["data"], dtype=float)
         valid = (first.nominal > 0) & (delta > 0)
         tau = np.where(valid, first.nominal**2 / np.where(valid, delta, 1.0) ** 2, 1.0)
-        return _Defaults(
-            size,
-            [1.0] * size,
-            [(1e-10, 10.0)] * size,
-            list(~valid),
-            auxdata=list(tau),
-            factors=list(tau),
-        )
+        return _Defaults(size, inits, bounds, list(~valid), auxdata=list(tau), factors=list(tau))
     # staterror: combined relative width over the samples carrying it, per bin it covers;
     # the sums run over samples in model order, as bincount adds its weights in order
     total_bins = sum(nbins.values())
@@ -221,14 +221,8 @@ def _default_settings(
     fixed = sigmas == 0
     sigmas[fixed] = 1.0
     size = len(sigmas)
-    return _Defaults(
-        size,
-        [1.0] * size,
-        [(1e-10, 10.0)] * size,
-        list(fixed),
-        auxdata=[1.0] * size,
-        sigmas=list(sigmas),
-    )
+    inits, bounds = [facts.init] * size, [facts.bounds] * size
+    return _Defaults(size, inits, bounds, list(fixed), auxdata=[1.0] * size, sigmas=list(sigmas))
 
 
 def _per_bin_carriers(samples: list[_Sample]) -> dict[tuple[str, str], list[_Sample]]:
@@ -264,9 +258,7 @@ def _check_name_reuse(
     """Only a normsys and a histosys may share a name (set operations on the names of
     :func:`_names_by_type`; the walk over every modifier runs only to word an error)."""
     pairs = combinations(MODIFIER_TYPES, 2)
-    shared = (
-        names[a].keys() & names[b].keys() for a, b in pairs if {a, b} != {"normsys", "histosys"}
-    )
+    shared = (names[a].keys() & names[b].keys() for a, b in pairs if not {a, b} <= SHAREABLE_TYPES)
     if not any(shared):
         return
     kinds: dict[str, set[str]] = {}
@@ -274,7 +266,7 @@ def _check_name_reuse(
         for kind, name in s.modifiers:
             kinds.setdefault(name, set()).add(kind)
     for name, found in kinds.items():
-        if len(found) > 1 and found != {"normsys", "histosys"}:
+        if len(found) > 1 and not found <= SHAREABLE_TYPES:
             raise InvalidWorkspace(
                 f"modifier name '{name}' is used with types {sorted(found)}; only a normsys "
                 "and a histosys may share a name",
@@ -286,11 +278,14 @@ def _check_name_reuse(
 def _apply_measurement(
     name: str, kind: str, defaults: _Defaults, user: Mapping, file: str
 ) -> _Defaults:
-    """Measurement ``parameters`` override pyhf's defaults key by key."""
+    """Measurement ``parameters`` override pyhf's defaults key by key.
+
+    A bound is read as its first two numbers, and equal bounds hold the parameter (as
+    pyhf's fit reads and treats them)."""
     settings = _Defaults(
         defaults.size,
         list(user.get("inits", defaults.inits)),
-        [tuple(b) for b in user.get("bounds", defaults.bounds)],
+        [tuple(b[:2]) for b in user.get("bounds", defaults.bounds)],
         defaults.fixed,
         list(user.get("auxdata", defaults.auxdata)),
         list(user.get("sigmas", defaults.sigmas)),
@@ -309,6 +304,8 @@ def _apply_measurement(
                 file=file,
                 path=where,
             )
+    bounds = zip(settings.fixed, settings.bounds, strict=True)
+    settings.fixed = [fixed or low == high for fixed, (low, high) in bounds]
     return settings
 
 
@@ -347,7 +344,8 @@ def compile_workspace(
     for kind, name in _parameter_order(names):
         defaults = _default_settings(kind, name, samples, carriers.get((kind, name)), nbins)
         setting = _apply_measurement(name, kind, defaults, user.get(name, {}), file)
-        parameter_sets.append(ParameterSet(name, kind, start, defaults.size, _CONSTRAINT[kind]))
+        constraint = MODIFIERS[kind].constraint
+        parameter_sets.append(ParameterSet(name, kind, start, defaults.size, constraint))
         settings.append(setting)
         start += defaults.size
     index = {ps.name: ps for ps in parameter_sets}

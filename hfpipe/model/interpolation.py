@@ -31,6 +31,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Float
+
+from hfpipe.spec.modifiers import HISTOSYS_CODES, NORMSYS_CODES
 
 __all__ = [
     "HISTOSYS_CODES",
@@ -41,8 +44,6 @@ __all__ = [
     "normsys_terms",
 ]
 
-NORMSYS_CODES = ("code1", "code4")
-HISTOSYS_CODES = ("code0", "code2", "code4p")
 
 # Inverse of the 6x6 boundary-condition matrix of code4 for alpha0 = 1: the
 # polynomial coefficients a_1..a_6 are this matrix times
@@ -62,9 +63,10 @@ _CODE4_INVERSE = np.array(
 class NormsysTerms(NamedTuple):
     """Per-slot constants of a normsys interpolation, computed once per model."""
 
-    log_hi: jax.Array
-    log_lo: jax.Array
-    polynomial: jax.Array  # (6, S, N) coefficients a_1..a_6 of code4 (zeros for code1)
+    log_hi: Float[jax.Array, "normsys slots"]
+    log_lo: Float[jax.Array, "normsys slots"]
+    #: the coefficients a_1..a_6 of code4 (zeros for code1)
+    polynomial: Float[jax.Array, "6 normsys slots"]
 
 
 def normsys_terms(code: str, hi, lo) -> NormsysTerms:

@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, xlogy
+from jaxtyping import Float
 
 from hfpipe.model.interpolation import NormsysTerms, histosys_delta, normsys_factor, normsys_terms
+from hfpipe.model.layout_cache import LAYOUTS_KEPT
 from hfpipe.model.structure import Layout, Numbers
 
 __all__ = [
@@ -79,7 +81,7 @@ class _Maps(NamedTuple):
     histosys_of_parameter: np.ndarray  # (P,) histosys row, or H
 
 
-@functools.cache
+@functools.lru_cache(maxsize=LAYOUTS_KEPT)
 def _maps(structure: Layout) -> _Maps:
     def inverse(rows):
         index = np.full(structure.n_parameters, len(rows))
@@ -236,8 +238,7 @@ class _Constraints(NamedTuple):
     #: (P,) the curvature Fisher scoring steps with: ``curvature``, except that a
     #: Poisson term without counts (linear in γ: curvature 0) gets τ, its Fisher
     #: information at γ = 1. (The expected τ/γ instead diverges as γ → 0 and pinned
-    #: such a γ, started at its lower bound, there: 3 in 4,000 3L-eRJR toy fits ended
-    #: in a higher local minimum.)
+    #: such a γ, started at its lower bound, there: toy fits ended in higher minima.)
     scoring: jax.Array
 
 
@@ -401,9 +402,9 @@ class Information(NamedTuple):
     ``2 (Jᵀ diag(weight) J + diag(constraint))``, with ``weight = 1/ν``: the Fisher
     information of the main counts plus the constraint terms' curvature."""
 
-    jacobian: jax.Array  # (B, P) dν/dθ
-    weight: jax.Array  # (B,) 1/ν
-    constraint: jax.Array  # (P,) curvature of the constraint terms (_Constraints.scoring)
+    jacobian: Float[jax.Array, "bins parameters"]  # dν/dθ
+    weight: Float[jax.Array, " bins"]  # 1/ν
+    constraint: Float[jax.Array, " parameters"]  # curvature of the constraint terms (scoring)
 
 
 def twice_nll_information(structure: Layout, prepared: Prepared, pars: jax.Array, data):

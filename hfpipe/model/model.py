@@ -6,7 +6,6 @@ structure (other signal points, toys) reuses the same compiled code.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -19,19 +18,16 @@ import numpy as np
 from hfpipe import _jax  # noqa: F401  (double precision)
 from hfpipe.model import likelihood
 from hfpipe.model.compile import compile_workspace
+from hfpipe.model.layout_cache import per_layout
 from hfpipe.model.physical import check_yields
 from hfpipe.model.structure import Numbers, Structure
 
 __all__ = ["Model", "compile_model", "compiled_functions"]
 
 
-def compiled_functions(structure: Structure):
+@per_layout
+def compiled_functions(structure):
     """Jitted ``logpdf``, ``expected_data`` and ``expected_main`` for one structure."""
-    return _compiled_for(structure.layout)
-
-
-@functools.cache
-def _compiled_for(structure):
 
     def bind(fn):
         def with_prepared(numbers, *args):

@@ -23,20 +23,11 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from jaxtyping import Bool, Float
 
-__all__ = ["Layout", "Numbers", "ParameterSet", "Structure"]
+from hfpipe.spec.modifiers import MODIFIERS
 
-#: Modifier types in the order pyhf registers their parameters (pyhf's parameter order
-#: groups parameters by this order, so results can be compared vector to vector).
-MODIFIER_TYPES = (
-    "histosys",
-    "lumi",
-    "normfactor",
-    "normsys",
-    "shapefactor",
-    "shapesys",
-    "staterror",
-)
+__all__ = ["Array", "Layout", "Numbers", "ParameterSet", "Structure"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +42,7 @@ class ParameterSet:
 
     @property
     def is_scalar(self) -> bool:
-        return self.kind not in ("shapefactor", "shapesys", "staterror")
+        return not MODIFIERS[self.kind].per_bin
 
     @property
     def component_names(self) -> tuple[str, ...]:
@@ -159,20 +150,29 @@ class Layout:
         return len(self.normal_params) + len(self.poisson_params)
 
 
-class Numbers(NamedTuple):
-    """Arrays of a model; every field may carry a leading batch axis."""
+#: a JAX or a NumPy array (shapes are written with jaxtyping: ``Float[Array, "slots"]``)
+Array = jax.Array | np.ndarray
 
-    nominal: jax.Array | np.ndarray  # (N,) nominal yield per slot
-    factor_mask: jax.Array | np.ndarray  # (F, N) bool: factor parameter f acts on slot n
-    normsys_hi: jax.Array | np.ndarray  # (S, N) +1σ factor (1: no effect)
-    normsys_lo: jax.Array | np.ndarray  # (S, N) -1σ factor (1: no effect)
-    histosys_up: jax.Array | np.ndarray  # (H, N) hi - nominal (0: no effect)
-    histosys_down: jax.Array | np.ndarray  # (H, N) nominal - lo (0: no effect)
-    normal_sigma: jax.Array | np.ndarray  # (G,) widths of the Gaussian constraints
-    poisson_factor: jax.Array | np.ndarray  # (Q,) tau of the Poisson constraints
-    observed: jax.Array | np.ndarray  # (B,) observed main counts
-    auxdata: jax.Array | np.ndarray  # (G+Q,) observed auxiliary data
-    init: jax.Array | np.ndarray  # (P,) starting values
-    lower: jax.Array | np.ndarray  # (P,) lower bounds
-    upper: jax.Array | np.ndarray  # (P,) upper bounds
-    fixed: jax.Array | np.ndarray  # (P,) bool: held constant in fits
+
+class Numbers(NamedTuple):
+    """Arrays of a model; every field may carry a leading batch axis.
+
+    Dimensions: ``slots`` (channel, sample, bin) yields, ``bins``, ``parameters``, the
+    rows of each effect (``factors``: parameters that multiply slots, ``normsys``,
+    ``histosys``), the constraint terms (``normal``, ``poisson``) and their auxiliary
+    data (``aux`` = normal + poisson)."""
+
+    nominal: Float[Array, "*batch slots"]  # nominal yield per slot
+    factor_mask: Bool[Array, "*batch factors slots"]  # factor parameter f acts on slot n
+    normsys_hi: Float[Array, "*batch normsys slots"]  # +1σ factor (1: no effect)
+    normsys_lo: Float[Array, "*batch normsys slots"]  # -1σ factor (1: no effect)
+    histosys_up: Float[Array, "*batch histosys slots"]  # hi - nominal (0: no effect)
+    histosys_down: Float[Array, "*batch histosys slots"]  # nominal - lo (0: no effect)
+    normal_sigma: Float[Array, "*batch normal"]  # widths of the Gaussian constraints
+    poisson_factor: Float[Array, "*batch poisson"]  # tau of the Poisson constraints
+    observed: Float[Array, "*batch bins"]  # observed main counts
+    auxdata: Float[Array, "*batch aux"]  # observed auxiliary data
+    init: Float[Array, "*batch parameters"]  # starting values
+    lower: Float[Array, "*batch parameters"]  # lower bounds
+    upper: Float[Array, "*batch parameters"]  # upper bounds
+    fixed: Bool[Array, "*batch parameters"]  # held constant in fits

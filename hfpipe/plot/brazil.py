@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hfpipe.errors import InputError
-from hfpipe.scan.columns import EXPECTED_COLUMNS, LIMIT_COLUMNS, label_columns
+from hfpipe.results.columns import EXPECTED_COLUMNS, LIMIT_COLUMNS, label_columns
 
 __all__ = ["Curves", "brazil_curves", "select_slice"]
 

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from hfpipe.errors import InputError
-from hfpipe.scan.columns import EXPECTED_COLUMNS, label_columns
+from hfpipe.results.columns import EXPECTED_COLUMNS, label_columns
 
 __all__ = ["KINDS", "Contours", "choose_axes", "exclusion_contours", "write_contour_data"]
 

@@ -9,7 +9,6 @@ Figures are saved in the format their file suffix names (``.png``, ``.pdf``, ``.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from hfpipe.errors import InputError
 from hfpipe.plot.brazil import Curves
 from hfpipe.plot.contour import Contours
+from hfpipe.plot.style import styled
 
 __all__ = ["FIGURE_SUFFIXES", "draw_brazil", "draw_contours", "save_figure"]
 
@@ -31,27 +31,7 @@ _STATUS_STYLE = {
 }
 
 
-def _styled(draw):
-    """Run a drawing function inside an mplhep style context (``style=`` keyword), so
-    every artist gets the style and the caller's global matplotlib style is untouched."""
-
-    @functools.wraps(draw)
-    def wrapper(*args, style: str = "ATLAS", **kwargs):
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: never needs a display
-        import matplotlib.pyplot as plt
-        import mplhep
-
-        if not hasattr(mplhep.style, style):
-            raise InputError(f"unknown mplhep style {style!r}", path="")
-        with plt.style.context(getattr(mplhep.style, style)):
-            return draw(*args, **kwargs)
-
-    return wrapper
-
-
-@_styled
+@styled
 def draw_contours(
     contours: Contours,
     *,
@@ -110,7 +90,7 @@ def _draw_points(axes, contours: Contours) -> None:
             )
 
 
-@_styled
+@styled
 def draw_brazil(
     curves: Curves, *, title: str | None = None, xlabel: str | None = None, logy: bool = True
 ):
@@ -139,7 +119,7 @@ def draw_brazil(
     return figure
 
 
-@_styled
+@styled
 def save_figure(figure, paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Save ``figure`` to each path in the format of its suffix; then close it.
 

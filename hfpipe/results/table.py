@@ -1,4 +1,4 @@
-"""Scan tables on disk (DESIGN.md §4): Parquet with provenance, written atomically.
+"""Scan tables on disk: Parquet with provenance, written atomically.
 
 One row per (analysis, point). Files are written atomically — to a temporary file in
 the same directory, then renamed — so a killed scan leaves either the old file or the
@@ -16,9 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hfpipe.errors import InputError
 from hfpipe.results.atomic import atomic_path
 
-__all__ = ["read_table", "write_table"]
+__all__ = ["read_scan_table", "read_table", "write_table"]
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict) -> Path:
@@ -38,3 +39,26 @@ def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(b"hfpipe", b"{}")
     return table.to_pandas(), json.loads(raw)
+
+
+def read_scan_table(path: str | os.PathLike, analysis: str | None = None) -> pd.DataFrame:
+    """The rows of one analysis of a scan table (``analysis`` picks one if it holds
+    several); a one-line :class:`~hfpipe.errors.InputError` where it cannot be read."""
+    try:
+        table, _ = read_table(path)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the scan table: {error}", file=str(path), path="") from None
+    names = sorted(table["analysis"].unique()) if "analysis" in table else []
+    if analysis is not None:
+        if analysis not in names:
+            raise InputError(
+                f"no analysis {analysis!r} in the table (has {names})", file=str(path), path=""
+            )
+        table = table[table["analysis"] == analysis]
+    elif len(names) > 1:
+        raise InputError(
+            f"the table holds several analyses {names}: pick one with --analysis",
+            file=str(path),
+            path="",
+        )
+    return table

@@ -45,6 +45,9 @@ from typing import Any, NoReturn
 
 from hfpipe.errors import InputError
 
+from .leniency import kept_workspace
+from .modifiers import PER_BIN_TYPES
+
 __all__ = ["HS3_VERSION", "from_hs3", "to_hs3"]
 
 HS3_VERSION = "0.2"
@@ -57,7 +60,6 @@ _CONSTRAINTS = {
     "staterror": "Gauss",
     "shapesys": "Poisson",
 }
-_PER_BIN = {"shapesys", "staterror", "shapefactor"}
 
 
 def _fail(problem: str, file: str | None, path) -> NoReturn:
@@ -76,7 +78,7 @@ def _hs3_modifier(modifier: dict, nbins: int) -> dict:
     out: dict[str, Any] = {"type": kind, "name": name}
     if kind in ("normfactor", "lumi"):
         return {"type": "normfactor", "name": name, "parameter": name}
-    if kind in _PER_BIN:
+    if kind in PER_BIN_TYPES:
         out["parameters"] = _bin_names(name, nbins)
     else:
         out["parameter"] = name
@@ -121,7 +123,7 @@ def _measurement_parts(measurement: dict, kinds: dict, file: str | None, at: lis
         if name not in kinds:
             continue  # pyhf ignores settings of parameters the model lacks
         kind, nbins = kinds[name]
-        names = _bin_names(name, nbins) if kind in _PER_BIN else [name]
+        names = _bin_names(name, nbins) if kind in PER_BIN_TYPES else [name]
         extra = {"auxdata", "sigmas", "factors"} & set(setting)
         if kind == "lumi":
             lumi.append((name, setting["auxdata"][0], setting["sigmas"][0]))
@@ -145,9 +147,13 @@ def to_hs3(ws: dict, *, file: str | None = None) -> dict:
     """An HS3 v0.2 document with the same likelihood as the pyhf workspace ``ws``.
 
     One likelihood (all channels and their observations) and one analysis per
-    measurement. ``ws`` must be a valid pyhf workspace (see ``validate_workspace``).
+    measurement. ``ws`` must be a valid pyhf workspace (see ``validate_workspace``); what
+    pyhf ignores in it (repeated names, observations of no channel) is left out
+    (:func:`~hfpipe.spec.leniency.kept_workspace`).
     """
     from hfpipe import __version__
+
+    ws = kept_workspace(ws)
 
     distributions, data = [], []
     for c, channel in enumerate(ws["channels"]):
@@ -296,7 +302,7 @@ class _Reader:
         if unknown:
             _fail(f"modifier keys {sorted(unknown)} are not supported", self.file, at)
         kind = modifier.get("type")
-        if kind not in {"normfactor", "normsys", "histosys", *_PER_BIN}:
+        if kind not in {"normfactor", "normsys", "histosys", *PER_BIN_TYPES}:
             _fail(f"modifier type {kind!r} is not supported", self.file, [*at, "type"])
         constraint = modifier.get("constraint", _CONSTRAINTS.get(kind))
         if constraint != _CONSTRAINTS.get(kind):
@@ -307,7 +313,7 @@ class _Reader:
                 [*at, "constraint"],
             )
         data = modifier.get("data")
-        if kind in _PER_BIN:
+        if kind in PER_BIN_TYPES:
             parameters = tuple(modifier.get("parameters") or ())
             if len(parameters) != nbins:
                 _fail(f"{kind} needs {nbins} parameters, one a bin", self.file, [*at, "parameters"])

@@ -12,6 +12,7 @@ import gzip
 import json
 import math
 import os
+import re
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,10 @@ from hfpipe.errors import InputError
 __all__ = ["copy_json", "first_path", "is_non_finite", "is_path", "load_json", "source_label"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: what a number must have to overflow a double: an exponent of three digits or more
+#: (1e309 and beyond) or 309 digits before it (a cheap search of the raw text says
+#: whether a document can hold one before any float is checked)
+_MAY_OVERFLOW = re.compile(rb"[eE]\+?0*[1-9][0-9]{2}|[0-9]{309}")
 
 
 class _NonFinite:
@@ -116,8 +121,9 @@ def load_json(source: str | os.PathLike) -> Any:
 
     Compression is recognised by the gzip magic bytes, whatever the suffix. Raises
     :class:`~hfpipe.errors.InputError` naming the file for a missing or unreadable file,
-    an empty file, invalid JSON (with line and column) and the non-JSON literals ``NaN``,
-    ``Infinity`` and ``-Infinity`` (with their JSON path).
+    an empty file, invalid JSON (with line and column), the non-JSON literals ``NaN``,
+    ``Infinity`` and ``-Infinity`` and numbers that overflow a double, such as ``1e999``
+    (with their JSON path): a document it returns holds finite numbers only.
     """
     label = os.fspath(source)
     raw = _read_bytes(Path(source), label)
@@ -131,8 +137,13 @@ def load_json(source: str | os.PathLike) -> Any:
         seen_constant = True
         return _NonFinite(literal)
 
+    def parse_float(literal: str) -> float | _NonFinite:
+        value = float(literal)
+        return value if math.isfinite(value) else parse_constant(literal)
+
+    checked_floats = {"parse_float": parse_float} if _MAY_OVERFLOW.search(raw) else {}
     try:
-        doc = json.loads(raw, parse_constant=parse_constant)
+        doc = json.loads(raw, parse_constant=parse_constant, **checked_floats)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", file=label, path=""
@@ -144,9 +155,11 @@ def load_json(source: str | os.PathLike) -> Any:
     if seen_constant:
         where = first_path(doc, lambda node: isinstance(node, _NonFinite))
         literal = _lookup(doc, where).literal
-        raise InputError(
-            f"{literal} is not valid JSON: use a finite number (or null)", file=label, path=where
-        )
+        if literal in ("NaN", "Infinity", "-Infinity"):
+            problem = f"{literal} is not valid JSON: use a finite number (or null)"
+        else:
+            problem = f"{literal} is not a finite number in double precision (it overflows)"
+        raise InputError(problem, file=label, path=where)
     return doc
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import jsonpatch
@@ -13,6 +16,7 @@ import jsonpointer
 from hfpipe.errors import InvalidPatch, InvalidWorkspace, json_path
 
 from .io import copy_json, first_path, is_non_finite, is_path, load_json, source_label
+from .leniency import SpecWarning
 from .patchset import Patch
 from .rules import CheckedModel
 from .schema import check_schema
@@ -115,7 +119,7 @@ def _own_path(doc: dict, pointer: str) -> None:
 
     Patches change only the container that holds their target, so copying that chain
     (copy-on-write) keeps the caller's workspace untouched at a fraction of a deep copy's
-    cost — the difference between 0.05 s and 1 s per signal point on ATLAS 1Lbb.
+    cost (docs/performance.md).
     """
     tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
     container = doc
@@ -206,8 +210,8 @@ def apply_patches(
     check covers the patches' values only when they only add or replace whole samples,
     modifiers, channels and the like (as signal patchsets do), and the model rules walk
     the modifiers of the samples the patches added or changed only. A ``PatchBase``
-    keeps the base's checks from call to call: on ATLAS 1Lbb a point then costs 9 ms
-    (patch, copy and checks), against 160 ms when validating the whole result.
+    keeps the base's checks from call to call: a point then costs a small fraction of
+    validating the whole result (docs/performance.md).
 
     Unlike ``pyhf.PatchSet.apply``, this does not check the patchset's digest on every
     call: use :func:`~hfpipe.spec.verify_patchset` once per workspace. Returns a plain
@@ -239,22 +243,55 @@ def apply_patches(
         doc = _apply_one(doc, copy_json(ops), label, at, point)
         applied.append(applied_name)
     if validate:
-        try:
-            checked = None
-            if base_valid:
-                checked = base.checked if base else CheckedModel.of(workspace, file)
-            _validate(
-                doc,
-                file,
-                strict=False,
-                warn=False,
-                rules_only=base_valid and values_checked,
-                base=checked,
-            )
-        except InvalidWorkspace as exc:
-            raise InvalidWorkspace(
-                f"{exc.problem} (in the workspace patched with {', '.join(applied)})",
-                file=file,
-                path=exc.path,
-            ) from None
+        with _about_the_patched_workspace():
+            _validate_patched(doc, workspace, base, file, base_valid, values_checked, applied)
     return doc
+
+
+@contextlib.contextmanager
+def _about_the_patched_workspace() -> Iterator[None]:
+    """SpecWarnings raised inside say that their JSON path is in the patched workspace
+    (their file is the patch's or the patchset's); the same for every point, so a scan
+    repeats none. Other warnings pass on unchanged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        if issubclass(warning.category, SpecWarning):
+            message = f"{warning.message} (in the patched workspace)"
+            warnings.warn(message, warning.category, stacklevel=3)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+
+
+def _validate_patched(
+    doc: dict,
+    workspace: dict | PatchBase,
+    base: PatchBase | None,
+    file: str,
+    base_valid: bool,
+    values_checked: bool,
+    applied: list[str],
+) -> None:
+    """Validate a patched workspace (see :func:`apply_patches`); an error says it is the
+    patched workspace."""
+    try:
+        checked = None
+        if base_valid:
+            checked = base.checked if base else CheckedModel.of(workspace, file)
+        _validate(
+            doc,
+            file,
+            strict=False,
+            warn=False,
+            rules_only=base_valid and values_checked,
+            base=checked,
+        )
+    except InvalidWorkspace as exc:
+        raise InvalidWorkspace(
+            f"{exc.problem} (in the workspace patched with {', '.join(applied)})",
+            file=file,
+            path=exc.path,
+        ) from None

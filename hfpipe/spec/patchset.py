@@ -144,7 +144,8 @@ def load_patchset(source: str | os.PathLike | dict, *, name: str | None = None) 
         else ""
     )
     check_schema(doc, "patchset.json", file=label, error=InvalidPatchset, hint=hint)
-    bad = first_path(doc, is_non_finite)  # e.g. 1e999, which Python's parser makes inf
+    # a parsed file's numbers are finite (load_json); a caller's dict may hold NaN or inf
+    bad = None if is_path(source) else first_path(doc, is_non_finite)
     if bad is not None:
         raise InvalidPatchset("not a finite number (NaN or infinity)", file=label, path=bad)
     _check_patches(doc, label)

@@ -27,9 +27,11 @@ def _validate(
     rules_only: bool = False,
     base: CheckedModel | None = None,
 ) -> None:
-    """validate_workspace, with the unknown-parameter warnings optional (for re-checks)
-    and, with ``rules_only``, without the schema and finiteness checks (for a patched
-    workspace whose base and patch values were checked already). With ``base`` (a
+    """validate_workspace, with the measurements' warnings optional (for re-checks; the
+    warnings about what pyhf ignores in the model and the observations are always given,
+    as a patch can make them, e.g. by removing a channel) and, with ``rules_only``,
+    without the schema and finiteness checks (for a patched workspace whose base and
+    patch values were checked already). With ``base`` (a
     patched workspace's checked base), the model rules skip what the base's check
     covered (:func:`~hfpipe.spec.rules.check_patched_model`); errors are the same."""
     if not rules_only:
@@ -60,10 +62,13 @@ def _check_rules(ws: dict, model: ModelInfo, file: str, *, strict: bool, warn: b
 def validate_workspace(ws: dict, *, file: str = "<workspace>", strict: bool = False) -> None:
     """Check a workspace against the pyhf 1.0.0 schema and pyhf's semantic rules.
 
-    Beyond the schema: finite numbers only; unique channel, sample and measurement names;
-    consistent bin counts (samples, per-bin modifier data, observations); exactly one
-    observation per channel with non-negative counts; modifier names shared only as pyhf
-    allows; valid measurement settings (see :mod:`hfpipe.spec.measurements`). With
+    Beyond the schema: finite numbers only; consistent bin counts (samples, per-bin
+    modifier data, observations); an observation for every channel, with non-negative
+    counts; modifier names shared only as pyhf allows; valid measurement settings (see
+    :mod:`hfpipe.spec.measurements`). What pyhf silently ignores or overwrites (repeated
+    channel, sample, modifier, observation and measurement names, observations of
+    channels the model lacks; see :mod:`hfpipe.spec.leniency`) is accepted as pyhf
+    accepts it, with a :class:`~hfpipe.spec.SpecWarning` naming what is ignored. With
     ``strict`` the POI must be in the model and settings of unknown parameters are errors
     (otherwise they warn with :class:`~hfpipe.spec.SpecWarning`, as background-only and
     some published workspaces need). Raises :class:`~hfpipe.errors.InvalidWorkspace`

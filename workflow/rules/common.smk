@@ -5,9 +5,33 @@ import re
 import shlex
 import sys
 
+from snakemake.settings.types import DeploymentMethod
+
+
+# A command line that rules run, handed to each as a param ({params.hfpipe}), so that
+# each names all its shell uses (snakemake --lint). It is not a str, so Snakemake leaves
+# it out of the params it compares to decide a rerun, as it did when the shell read HFPIPE
+# directly (where the interpreter lives is no input of the results).
+class CommandLine:
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+    def __format__(self, spec):
+        return format(self.text, spec)
+
+
 # Jobs run hfpipe with the interpreter that runs Snakemake (and its jobs), so the hfpipe
-# they use is the one installed next to Snakemake — whatever PATH a batch node has.
-HFPIPE = f"{shlex.quote(sys.executable)} -m hfpipe"
+# they use is the one installed next to Snakemake — whatever PATH a batch node has. With
+# `--sdm conda`, a job runs the hfpipe of its rule's environment (workflow/envs/hfpipe.yaml).
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    HFPIPE = CommandLine("python -m hfpipe")
+else:
+    HFPIPE = CommandLine(f"{shlex.quote(sys.executable)} -m hfpipe")
+#: the software environment of every rule, for `--sdm conda`
+ENVIRONMENT = "../envs/hfpipe.yaml"
 
 ANALYSES = {analysis["name"]: analysis for analysis in config["analyses"]}
 ALL_OUTPUTS = ["scan.parquet", "contour.png", "contour.pdf"]
@@ -19,15 +43,32 @@ wildcard_constraints:
 
 
 def analysis_inputs(wildcards):
-    """The workspace and patchset of an analysis."""
+    """The workspace and the points of an analysis: its patchset, or its signal table
+    (and the table's config)."""
     analysis = ANALYSES[wildcards.analysis]
-    return {"workspace": analysis["workspace"], "patchset": analysis["patchset"]}
+    inputs = {"workspace": analysis["workspace"]}
+    for key in ("patchset", "signals", "signals_config"):
+        if analysis.get(key):
+            inputs[key] = analysis[key]
+    return inputs
+
+
+def points_source(wildcards):
+    """Where an hfpipe command finds the points: PATCHSET, or `--signals TABLE`
+    (`--signals-config YAML`)."""
+    analysis = ANALYSES[wildcards.analysis]
+    if analysis.get("patchset"):
+        return shlex.quote(analysis["patchset"])
+    source = f"--signals {shlex.quote(analysis['signals'])}"
+    if analysis.get("signals_config"):
+        source += f" --signals-config {shlex.quote(analysis['signals_config'])}"
+    return source
 
 
 def points_option(wildcards):
     """`--points a,b,c` for a chosen list of points; nothing for `all`."""
     points = ANALYSES[wildcards.analysis]["points"]
-    return "" if points == "all" else "--points " + shlex.quote(",".join(points))
+    return "" if points == "all" else f"--points {shlex.quote(','.join(points))}"
 
 
 def scan_options():
@@ -57,7 +98,8 @@ def scan_options():
 def job_environment():
     """Environment settings prefixed to a scan job's command: JAX's persistent compilation
     cache in `compilation_cache` (an absolute path, so it holds wherever the job starts),
-    from which a job loads the fits an earlier job compiled instead of compiling them."""
+    from which a job loads the fits an earlier job compiled instead of compiling them.
+    """
     cache = config["compilation_cache"]
     if not cache:
         return ""
@@ -90,3 +132,26 @@ def all_outputs(wildcards):
     the parts, so that a deleted part is recomputed (alone) and merged again."""
     outputs = [f"results/{name}/{out}" for name in ANALYSES for out in ALL_OUTPUTS]
     return outputs + [part for name in ANALYSES for part in parts_of(name)]
+
+
+def rank_options():
+    """`hfpipe rank` options from the config's settings (interpolation codes, measurement)."""
+    settings = config["settings"]
+    options = [
+        f"--normsys-code {settings['normsys_code']}",
+        f"--histosys-code {settings['histosys_code']}",
+        f"--top {settings['rank_top']}",
+    ]
+    if settings.get("measurement"):
+        options.append(f"--measurement {shlex.quote(settings['measurement'])}")
+    return " ".join(options)
+
+
+def ranking_outputs(wildcards):
+    """Every ranked point's table and plot (part of the default target)."""
+    return [
+        f"results/{name}/ranking/{point}.{suffix}"
+        for name, analysis in ANALYSES.items()
+        for point in analysis.get("rank", [])
+        for suffix in ("parquet", "png")
+    ]

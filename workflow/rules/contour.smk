@@ -5,10 +5,13 @@ rule contour:
     output:
         png="results/{analysis}/contour.png",
         pdf="results/{analysis}/contour.pdf",
-    params:
-        cl=config["settings"]["cl"],
     log:
         "logs/{analysis}/contour.log",
     localrule: True
+    conda:
+        ENVIRONMENT
+    params:
+        hfpipe=HFPIPE,
+        cl=config["settings"]["cl"],
     shell:
-        "{HFPIPE} contour {input:q} --cl {params.cl} -o {output.png:q} -o {output.pdf:q} 2> {log:q}"
+        "{params.hfpipe} contour {input:q} --cl {params.cl} -o {output.png:q} -o {output.pdf:q} 2> {log:q}"

@@ -9,5 +9,9 @@ rule merge:
     log:
         "logs/{analysis}/merge.log",
     localrule: True
+    conda:
+        ENVIRONMENT
+    params:
+        hfpipe=HFPIPE,
     shell:
-        "{HFPIPE} merge {input.parts:q} --plan {input.plan:q} -o {output:q} 2> {log:q}"
+        "{params.hfpipe} merge {input.parts:q} --plan {input.plan:q} -o {output:q} 2> {log:q}"

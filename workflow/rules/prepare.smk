@@ -5,12 +5,16 @@ checkpoint prepare:
         unpack(analysis_inputs),
     output:
         "results/{analysis}/chunks.json",
-    params:
-        points=points_option,
-        chunk_size=config["chunk_size"],
     log:
         "logs/{analysis}/prepare.log",
     localrule: True
+    conda:
+        ENVIRONMENT
+    params:
+        hfpipe=HFPIPE,
+        source=points_source,
+        points=points_option,
+        chunk_size=config["chunk_size"],
     shell:
-        "{HFPIPE} prepare {input.workspace:q} {input.patchset:q} --analysis {wildcards.analysis:q}"
+        "{params.hfpipe} prepare {input.workspace:q} {params.source} --analysis {wildcards.analysis:q}"
         " --chunk-size {params.chunk_size} {params.points} -o {output:q} 2> {log:q}"

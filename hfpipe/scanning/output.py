@@ -1,0 +1,137 @@
+"""Scans that lose nothing: incremental output and resume (:func:`scan_to_parquet`).
+
+A scan writing ``OUT.parquet`` keeps its finished batches in ``OUT.parquet.parts/``
+(:class:`~hfpipe.results.parts.PartStore`), each part written atomically, so a killed
+scan leaves only complete files and loses nothing already computed. Every part records,
+in its provenance, the *run digest* (inputs that all points share: the background-only
+workspace, the settings, the hfpipe version) and one *point digest* per row (that
+point's patch; for signal hypotheses from a table, its rows and the signal config). A rerun with the same output reads the parts back and skips every point
+whose two digests still match; anything else is recomputed. The final merge writes
+``OUT.parquet`` atomically and only then removes the parts directory.
+
+A finished ``OUT.parquet`` counts as done too: rerunning a complete scan recomputes
+nothing, and a rerun with more points computes only the new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import pandas as pd
+
+from hfpipe import __version__, spec
+from hfpipe.results.parts import PartStore, digest
+from hfpipe.scanning.provenance import scan_provenance
+from hfpipe.scanning.run import ScanSettings, resolve_settings, scan
+
+__all__ = ["scan_to_parquet"]
+
+log = logging.getLogger(__name__)
+
+#: Finished rows are written as a part at least this often (seconds), not once per
+#: batch: a part is a Parquet file, and a scan of small batches would spend more time
+#: writing parts than fitting. A killed scan loses at most this much work.
+PART_SECONDS = 2.0
+
+
+def scan_to_parquet(
+    workspace,
+    patchset,
+    output: str | os.PathLike,
+    *,
+    points: Sequence[str] | None = None,
+    analysis: str | None = None,
+    settings: ScanSettings | None = None,
+    resume: bool = True,
+    **options,
+) -> pd.DataFrame:
+    """:func:`~hfpipe.scanning.scan` writing to ``output`` (Parquet) as it goes.
+
+    ``patchset``: a patchset (path or loaded) or signal hypotheses from a table
+    (:func:`hfpipe.spec.load_signals`). Finished rows are kept as parts in
+    ``OUT.parquet.parts/`` (every :data:`PART_SECONDS` at least); at the end the whole table goes to ``output`` atomically,
+    with provenance (hfpipe version, sha256 of both inputs — for signal hypotheses, of
+    the table and its config —, settings). With ``resume`` (default), points an earlier
+    run with the same output, inputs and settings finished — in its parts or its final
+    table — are read back, not recomputed. ``options`` go to
+    :func:`~hfpipe.scanning.scan` (``client``, ``progress``, ``chunk_size``, setting
+    overrides). The frame's ``attrs["computed"]`` and ``attrs["reused"]`` count both
+    kinds of points.
+    """
+    settings = resolve_settings(settings, {k: options.pop(k) for k in _setting_names(options)})
+    ws = spec.load_workspace(workspace)
+    ps = _points(patchset, ws, settings)
+    chosen = list(points) if points is not None else list(ps.names)
+    point_digests = _point_digests(ps, chosen)
+    numeric = {k: v for k, v in asdict(settings).items() if k != "batch_size"}
+    store = PartStore(output, digest([__version__, analysis, spec.workspace_digest(ws), numeric]))
+    reuse = {}
+    if resume:
+        wanted = {name: point_digests[name] for name in chosen if name in point_digests}
+        reuse = {r["point"]: r for r in store.finished(wanted).to_dict("records")}
+        if reuse:
+            log.info("%s: %d of %d points already computed", output, len(reuse), len(chosen))
+
+    pending: list[dict] = []
+    written = [time.monotonic()]
+
+    def write_pending() -> None:
+        if pending:
+            store.write(pd.DataFrame.from_records(pending), point_digests)
+            pending.clear()
+        written[0] = time.monotonic()
+
+    def keep(records: list[dict]) -> None:
+        pending.extend(records)
+        if time.monotonic() - written[0] >= PART_SECONDS:
+            write_pending()
+
+    try:
+        frame = scan(
+            spec.PatchBase.of(ws),
+            ps,
+            points=chosen,
+            analysis=analysis,
+            settings=settings,
+            reuse=reuse,
+            on_batch=keep,
+            **options,
+        )
+    finally:
+        write_pending()  # also what a failing or interrupted scan finished
+    if isinstance(ps, spec.SignalPatches):
+        provenance = scan_provenance(workspace, {}, settings, points)
+        provenance["patchset"] = ps.signals.provenance()
+    else:
+        provenance = scan_provenance(workspace, patchset, settings, points)
+    store.merge(frame, provenance, point_digests)
+    return frame
+
+
+def _points(patchset, workspace: dict, settings: ScanSettings):
+    """A loaded patchset, or signal hypotheses bound to the workspace."""
+    if isinstance(patchset, spec.SignalSet):
+        return patchset.bind(workspace, measurement=settings.measurement)
+    if isinstance(patchset, spec.PatchSet | spec.SignalPatches):
+        return patchset
+    return spec.load_patchset(patchset)
+
+
+def _point_digests(ps, chosen: Sequence[str]) -> dict[str, str]:
+    """Per point, the digest of what its row is computed from: its patch, or for signal
+    hypotheses its table rows and the signal config (no patch need be made for it)."""
+    if isinstance(ps, spec.SignalPatches):
+        known = set(ps.names)
+        return {name: ps.point_digest(name) for name in chosen if name in known}
+    return {
+        patch.name: digest([patch.name, patch.values, patch.operations]) for patch in ps.patches
+    }
+
+
+def _setting_names(options: dict) -> list[str]:
+    fields = ScanSettings.__dataclass_fields__
+    return [k for k in options if k in fields]

@@ -1,0 +1,172 @@
+"""Several processes on one machine: how a scan and a long toy run use every core.
+
+hfpipe's JAX runs on one core per process (``hfpipe/_jax.py``: with more XLA threads,
+batched fits wedge XLA's CPU runtime), so one machine uses its cores with several
+processes: a scan's batches go to a :class:`ProcessPool`, and a point's toys are split
+into contiguous chunks, one process each, merged into the distribution of one run
+(toys depend on their index only, see :mod:`hfpipe.infer.toys`). The processes are
+spawned (JAX does not survive a fork): each imports hfpipe and loads its compiled fits
+(seconds; from the persistent cache after the first), which pays off for work of tens
+of seconds or more. Spawning re-imports the caller's main module: scripts must call
+this under ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import multiprocessing
+import os
+
+import jax
+import numpy as np
+
+from hfpipe.infer.toys import ToyDistributions, merge, toy_distributions
+from hfpipe.model.structure import Numbers, Structure
+
+__all__ = [
+    "ProcessPool",
+    "available_cores",
+    "processes_for",
+    "toy_processes_for",
+    "toys_in_processes",
+]
+
+
+def toys_in_processes(
+    structure: Structure,
+    numbers: Numbers,
+    mu: float,
+    *,
+    ntoys: int,
+    first_toy: int,
+    workers: int,
+    **settings,
+) -> ToyDistributions:
+    """:func:`~hfpipe.infer.toys.toy_distributions` of toys ``first_toy …
+    first_toy+ntoys-1`` in ``workers`` processes; ``settings`` are its other keywords."""
+    edges = np.linspace(first_toy, first_toy + ntoys, min(workers, ntoys) + 1).astype(int)
+    numbers = jax.tree.map(np.asarray, numbers)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(len(edges) - 1, mp_context=context) as pool:
+        chunks = [
+            pool.submit(
+                toy_distributions,
+                structure,
+                numbers,
+                mu,
+                ntoys=int(end - start),
+                first_toy=int(start),
+                **settings,
+            )
+            for start, end in itertools.pairwise(edges)
+        ]
+        return merge([chunk.result() for chunk in chunks])
+
+
+def available_cores() -> int:
+    """CPUs this process may run on; 1 in a daemonic process (a Dask worker's or a
+    pool's), which may not start processes of its own and shares the machine with
+    its siblings."""
+    if multiprocessing.current_process().daemon:
+        return 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+#: Batches a worker process should get, at least, for a pool to pay off: each process
+#: imports hfpipe and loads (or compiles) its fits first, seconds of start-up.
+MIN_BATCHES_PER_PROCESS = 8
+
+
+def processes_for(batches: int, workers: int | None) -> int:
+    """How many processes run ``batches`` scan batches: ``workers`` if given, else every
+    core, but no more than give each process :data:`MIN_BATCHES_PER_PROCESS`."""
+    if workers is not None:
+        return max(1, min(workers, batches))
+    return max(1, min(available_cores(), batches // MIN_BATCHES_PER_PROCESS))
+
+
+#: Toys a worker process should get, at least (pseudo-experiments of both hypotheses,
+#: 2 · ntoys): a second process pays its start-up only for a run of seconds or more.
+MIN_TOYS_PER_PROCESS = 5000
+
+
+def toy_processes_for(ntoys: int, workers: int | None) -> int:
+    """How many processes share ``ntoys`` toys of each hypothesis: ``workers`` if
+    given, else every core, but no more than give each process
+    :data:`MIN_TOYS_PER_PROCESS` pseudo-experiments."""
+    if workers is not None:
+        return max(1, min(workers, ntoys))
+    return max(1, min(available_cores(), 2 * ntoys // MIN_TOYS_PER_PROCESS))
+
+
+def _start_engine() -> None:
+    """Worker initializer: import the engine (JAX and its settings) before the first task."""
+    import hfpipe.scanning.run  # noqa: F401
+
+
+class ProcessPool:
+    """Spawned worker processes that prepare the points and run the batches of a scan.
+
+    Each process runs one batch at a time with one XLA thread; together they use every
+    core. A batch is a pure function of its points' numbers, so where it runs does not
+    change its rows: a scan's table is the same, bit for bit, on one process or many.
+    The pool is started as soon as a scan knows it needs one, so that the processes'
+    start-up overlaps the preparation of the points.
+    """
+
+    def __init__(self, processes: int):
+        context = multiprocessing.get_context("spawn")
+        self.processes = processes
+        self._executor = concurrent.futures.ProcessPoolExecutor(
+            processes, mp_context=context, initializer=_start_engine
+        )
+
+    def submit_all(self, function, tasks) -> list[concurrent.futures.Future]:
+        """``function(*task)`` of every task, queued for the processes in order."""
+        return [self._executor.submit(function, *task) for task in tasks]
+
+    #: batches a process has queued or running at once: enough that none waits for the
+    #: next, few enough that the batches' numbers are not all copied out at once
+    BATCHES_IN_FLIGHT = 2
+
+    def run_batches(self, function, tasks, settings):
+        """Submit ``function(batch, rows, settings)`` for every ``(batch, rows)`` task,
+        each with only its rows' numbers, :data:`BATCHES_IN_FLIGHT` a process at a time;
+        yield ``(index, records)`` as they finish, or ``(index, exception)`` for a batch
+        that raised."""
+        waiting = iter(enumerate(tasks))
+        running: dict[concurrent.futures.Future, int] = {}
+
+        def submit_next() -> None:
+            for k, (batch, rows) in waiting:
+                future = self._executor.submit(
+                    function, batch.take(rows), range(len(rows)), settings
+                )
+                running[future] = k
+                return
+
+        for _ in range(self.BATCHES_IN_FLIGHT * self.processes):
+            submit_next()
+        while running:
+            done, _ = concurrent.futures.wait(
+                running, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in done:
+                k = running.pop(future)
+                submit_next()
+                try:
+                    yield k, future.result()
+                except Exception as error:
+                    yield k, error
+
+    def close(self) -> None:
+        self._executor.shutdown(cancel_futures=True)
+
+    def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

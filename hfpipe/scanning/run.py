@@ -1,0 +1,548 @@
+"""``scan``: CLs (and optionally upper limits) for every signal point of a patchset.
+
+The work goes: load and verify inputs → patch and compile every point (numpy, fast) →
+group points into union structures (:mod:`hfpipe.scanning.union`) → run each group in
+batches of ``batch_size`` points through one compiled, vmapped hypothesis test → one
+row per point. A point that cannot be compiled or whose fits fail is a row with
+``status`` ≠ ``ok`` and a message; the scan goes on.
+
+The unit of work is :func:`run_batch` — a pure function of (union structure, numbers)
+to rows — so the same batches run in this process (the default) or as Dask tasks on a
+client's workers (:mod:`hfpipe.scanning.distributed`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import jax
+import numpy as np
+import pandas as pd
+
+from hfpipe import spec
+from hfpipe.errors import HfpipeError, InvalidSettings
+from hfpipe.infer.asymptotic import check_poi_values
+from hfpipe.infer.calctypes import CALCTYPES, ToySettings, hypotest_rows
+from hfpipe.infer.limits import upper_limits_batch
+from hfpipe.infer.significance import discovery_significance
+from hfpipe.infer.teststats import LIMIT_TEST_STATISTICS
+from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE
+from hfpipe.model import Numbers, SampleCache, Structure, check_yields, compile_workspace
+from hfpipe.results.columns import (
+    ERROR_STATUS,
+    EXPECTED_COLUMNS,
+    LIMIT_COLUMNS,
+    SIGNIFICANCE_COLUMNS,
+    column_order,
+    label_column_names,
+)
+from hfpipe.scanning.groups import group_points
+from hfpipe.scanning.pool import ProcessPool, processes_for
+from hfpipe.scanning.union import UnionBatch
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CHUNK_SIZE",
+    "ScanSettings",
+    "default_batch_size",
+    "resolve_settings",
+    "run_batch",
+    "run_batch_here",
+    "scan",
+]
+
+#: Points per compiled call on a CPU. A vmapped fit runs as many iterations as its
+#: slowest row, so on a CPU (one XLA thread, see hfpipe._jax) the smallest batch wins
+#: (docs/performance.md).
+DEFAULT_BATCH_SIZE = 1
+#: ... and on an accelerator, where a batch's rows run in parallel.
+DEFAULT_ACCELERATOR_BATCH_SIZE = 64
+#: Points prepared (patched, compiled, unified) and run at a time: a scan's memory is
+#: that of a chunk's compiled numbers (~0.5 MB a point on ATLAS 1Lbb, twice over while
+#: they are stacked into a union), however many points it has.
+DEFAULT_CHUNK_SIZE = 256
+
+
+def default_batch_size() -> int:
+    """Points per compiled call for the device this process computes on."""
+    if jax.default_backend() == "cpu":
+        return DEFAULT_BATCH_SIZE
+    return DEFAULT_ACCELERATOR_BATCH_SIZE
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """Everything that decides a scan's numbers; recorded in the results' provenance."""
+
+    mu: float = 1.0
+    test_stat: str = "qtilde"
+    upper_limits: bool = False
+    cl: float = 0.95
+    normsys_code: str = "code4"
+    histosys_code: str = "code4p"
+    measurement: str | None = None
+    batch_size: int = field(default_factory=default_batch_size)
+    calctype: str = "asymptotics"  # or "toybased"
+    ntoys: int = 1000  # toys per hypothesis and point (toybased)
+    seed: int = 0  # the toys of every point use this seed (toybased)
+    toy_batch_size: int | None = DEFAULT_TOY_BATCH_SIZE  # None: by model size
+    max_failed_fraction: float = 0.01  # of toy fits, above which a point fails
+    #: also the discovery p0 and Z (a q0 test of every point, same calctype)
+    significance: bool = False
+
+    #: opt-in for unphysical models: clip expected bin yields at a small positive floor
+    #: instead of rejecting negative ones (:mod:`hfpipe.model.physical`)
+    clip_negative_yields: bool = False
+
+    def __post_init__(self):
+        if self.calctype not in CALCTYPES:
+            raise HfpipeError(f"calctype must be asymptotics or toybased, not {self.calctype!r}")
+        if self.calctype == "toybased" and self.upper_limits:
+            raise HfpipeError("upper limits are computed with asymptotics only, not toys")
+        if self.upper_limits and self.test_stat not in LIMIT_TEST_STATISTICS:
+            raise HfpipeError(f"upper limits need test statistic qtilde or q, not {self.test_stat}")
+
+
+def _device() -> str:
+    return jax.devices()[0].device_kind if jax.devices() else "cpu"
+
+
+def _pad_rows(batch: UnionBatch, rows: Sequence[int], size: int):
+    """Numbers of ``rows`` of a union batch, padded to ``size`` by repeating the last one
+    (every call then has one shape and reuses one compilation)."""
+    index = np.array(list(rows) + [rows[-1]] * (size - len(rows)))
+    return jax.tree.map(lambda a: np.asarray(a)[index], batch.numbers)
+
+
+def run_batch(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings) -> list[dict]:
+    """Hypothesis tests (and limits) for ``rows`` of a union batch; one dict per row."""
+    start = time.perf_counter()
+    numbers = _pad_rows(batch, rows, settings.batch_size)
+    result = hypotest_rows(
+        settings.calctype,
+        batch.structure,
+        numbers,
+        settings.mu,
+        rows=len(rows),
+        test_stat=settings.test_stat,
+        toys=ToySettings(
+            settings.ntoys, settings.seed, settings.toy_batch_size, settings.max_failed_fraction
+        ),
+    )
+    limits = None
+    if settings.upper_limits:
+        limits = upper_limits_batch(
+            batch.structure, numbers, cl=settings.cl, test_stat=settings.test_stat, reference=result
+        )
+    if settings.significance:
+        significance = _significance(batch, numbers, len(rows), settings)
+    seconds = (time.perf_counter() - start) / len(rows)
+    out = []
+    for k, row in enumerate(rows):
+        record = {
+            "mu": settings.mu,
+            "cls_obs": float(result.cls_obs[k]),
+            **dict(zip(EXPECTED_COLUMNS, map(float, result.cls_exp[k]), strict=True)),
+            "mu_hat": float(result.mu_hat[k]),
+            "twice_nll": float(result.twice_nll[k] - batch.padding_twice_nll[row]),
+            "status": "ok" if result.converged[k] else "failed",
+            # converged but suspicious (a parameter at a bound): still ok, with a warning
+            "message": str(result.message[k])
+            or (f"warning: {result.warning[k]}" if result.warning[k] else ""),
+            "seconds": seconds,
+        }
+        if result.n_failed is not None:
+            record["n_failed"] = int(result.n_failed[k])
+        if limits is not None:
+            record |= dict(zip(LIMIT_COLUMNS, map(float, limits.values[k]), strict=True))
+            if not limits.converged[k]:
+                record["status"] = "failed"
+                record["message"] = "; ".join(filter(None, [record["message"], limits.message[k]]))
+        if settings.significance:
+            record = _significance_record(record, significance, k)
+        out.append(record)
+    return out
+
+
+def _significance(batch: UnionBatch, numbers, rows: int, settings: ScanSettings):
+    """The q0 test of a batch's points: a Significance, or the InvalidSettings that
+    refused it (a POI whose bounds exclude 0), which only this test's columns report."""
+    try:
+        return discovery_significance(
+            settings.calctype,
+            batch.structure,
+            numbers,
+            rows=rows,
+            toys=ToySettings(
+                settings.ntoys, settings.seed, settings.toy_batch_size, settings.max_failed_fraction
+            ),
+        )
+    except InvalidSettings as error:
+        return error
+
+
+def _significance_record(record: dict, significance, k: int) -> dict:
+    """``record`` with the significance columns of row ``k``; failed, its message
+    extended, where the q0 test failed or was refused."""
+    if isinstance(significance, InvalidSettings):
+        values, failure = dict.fromkeys(SIGNIFICANCE_COLUMNS, np.nan), str(significance)
+    else:
+        median = 2  # of the expected band, −2σ … +2σ
+        values = {
+            "p0_obs": float(significance.p0_obs[k]),
+            "p0_exp": float(significance.p0_exp[k, median]),
+            "z_obs": float(significance.z_obs[k]),
+            "z_exp": float(significance.z_exp[k, median]),
+        }
+        result = significance.result
+        failure = "" if result.converged[k] else str(result.message[k])
+    record = record | values
+    if failure:
+        record["status"] = "failed"
+        record["message"] = "; ".join(filter(None, [record["message"], f"significance: {failure}"]))
+    return record
+
+
+def _load(workspace, patchset, measurement: str | None):
+    """The workspace and the points: a patchset (verified against the workspace's
+    digest) or a signal table bound to the workspace (:mod:`hfpipe.spec.signals`)."""
+    ws = (
+        workspace.workspace
+        if isinstance(workspace, spec.PatchBase)
+        else spec.load_workspace(workspace)
+    )
+    if isinstance(patchset, spec.SignalPatches):
+        return ws, patchset
+    if isinstance(patchset, spec.SignalSet):
+        return ws, patchset.bind(ws, measurement=measurement)
+    ps = patchset if isinstance(patchset, spec.PatchSet) else spec.load_patchset(patchset)
+    spec.verify_patchset(
+        ps, ws, file=os.fspath(patchset) if isinstance(patchset, str | os.PathLike) else None
+    )
+    return ws, ps
+
+
+def _compile_point(
+    base: spec.PatchBase, cache: SampleCache, patch: spec.Patch, settings: ScanSettings, file: str
+) -> tuple[Structure, Numbers]:
+    """Patch (validating the result), compile, and check the expected yields of a point.
+
+    ``base`` and ``cache`` hold what checking and compiling the background found, so a
+    point costs about what its own (signal) samples do."""
+    patched = spec.apply_patches(base, [patch], file=file)
+    # validated just now; compile_workspace checks the POI
+    measurement = spec.find_measurement(patched, settings.measurement, file=file)
+    structure, numbers = compile_workspace(
+        patched,
+        measurement,
+        normsys_code=settings.normsys_code,
+        histosys_code=settings.histosys_code,
+        clip_yields=settings.clip_negative_yields,
+        file=file,
+        cache=cache,
+    )
+    check_yields(structure, numbers, workspace=patched, file=f"{file} (point {patch.name})")
+    check_poi_values(structure, numbers, 0.0 if settings.test_stat == "q0" else settings.mu)
+    return structure, numbers
+
+
+def scan(
+    workspace,
+    patchset,
+    *,
+    points: Sequence[str] | None = None,
+    analysis: str | None = None,
+    settings: ScanSettings | None = None,
+    progress: bool = False,
+    client=None,
+    workers: int | None = 1,
+    reuse: Mapping[str, dict] | None = None,
+    on_batch: Callable[[list[dict]], None] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    **overrides,
+) -> pd.DataFrame:
+    """Scan the signal points of ``patchset`` on the background-only ``workspace``.
+
+    ``workspace`` and ``patchset`` are paths (``.json`` or ``.json.gz``) or loaded
+    objects (the workspace also as a :class:`~hfpipe.spec.PatchBase`, checked already); ``patchset`` may also be signal hypotheses from a table
+    (:func:`hfpipe.spec.load_signals`). ``points`` picks patch names (default: all).
+    Settings come from ``settings`` and/or keyword overrides (``mu``, ``test_stat``,
+    ``upper_limits``, ``cl``, ``batch_size``, ``normsys_code``, ``histosys_code``,
+    ``measurement``, ``clip_negative_yields``).
+    Returns one row per point with the columns of :mod:`hfpipe.results.columns`.
+
+    The points are prepared (patched, compiled, brought to a union structure) and run
+    ``chunk_size`` at a time, so memory is bounded by a chunk (two on a process pool,
+    which prepares the next while it runs one), not by the scan; a
+    patchset of at most ``chunk_size`` points is one chunk, all its points one union.
+
+    ``client``: a ``dask.distributed.Client``; each batch then runs as one Dask task
+    (:mod:`hfpipe.scanning.distributed`), results streaming back as tasks finish.
+    Without one, ``workers`` processes of this machine run the batches
+    (:class:`~hfpipe.scanning.pool.ProcessPool`; ``None``: every core, as many as the
+    batches keep busy; 1, the default: this process only). The rows are the same, bit
+    for bit, wherever they ran.
+    ``reuse``: rows already computed, by point name; those points are returned as given,
+    not recomputed. ``on_batch``: called with the rows of every batch as it finishes
+    (incremental output, :func:`hfpipe.scanning.scan_to_parquet`).
+
+    ``calctype="toybased"`` (with ``ntoys``, ``seed``, ``toy_batch_size``,
+    ``max_failed_fraction``) computes toy-based CLs point by point, each point's toys
+    in batched fits, and adds a column ``n_failed`` (failed toy fits).
+    """
+    settings = resolve_settings(settings, overrides)
+    ws, ps = _load(workspace, patchset, settings.measurement)
+    names = list(points) if points is not None else list(ps.names)
+    known = set(ps.names)
+    for name in names:
+        if name not in known:
+            ps[name]  # raises a one-line error naming the patchset
+    file = str(patchset) if isinstance(patchset, str | os.PathLike) else ps.source
+    if analysis is None:
+        analysis = ps.name or ps.analysis_id or "analysis"
+    reuse = reuse or {}
+
+    # validated by _load (or earlier: a PatchBase)
+    background = workspace if isinstance(workspace, spec.PatchBase) else spec.PatchBase.of(ws)
+    compiled_background = SampleCache(background.workspace)
+    labels = _label_columns(ps.labels, file)
+    rows: dict[int, dict] = {}
+    todo = [i for i, name in enumerate(names) if name not in reuse]
+    bar = _progress(len(names), progress)
+    bar.update(len(names) - len(todo))
+    pool = _local_pool(client, workers, batches=-(-len(todo) // settings.batch_size))
+    with pool or contextlib.nullcontext():
+        computed = 0
+        chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
+        preparation = functools.partial(
+            _start_preparing, pool, background, compiled_background, settings, file
+        )
+        steps = _prepared_chunks(chunks, ps, names, preparation, ahead=pool is not None)
+        for chunk, patches, prepared in steps:
+            base, compiled, compiled_index = {}, [], []
+            for i, patch, outcome in zip(chunk, patches, prepared, strict=True):
+                base[i] = _base_record(analysis, patch, labels, settings)
+                if isinstance(outcome, HfpipeError):
+                    rows[i] = base[i] | {
+                        "status": "invalid",
+                        "message": str(outcome),
+                        "device": _device(),
+                    }
+                    bar.update(1)
+                else:
+                    compiled.append(outcome)
+                    compiled_index.append(i)
+            prepared.clear()  # only compiled holds the points now, until they are grouped
+            computed += len(compiled)
+            for members, records in _run_batches(compiled, ws, settings, client, pool):
+                members = [compiled_index[m] for m in members]
+                records = [base[i] | record for i, record in zip(members, records, strict=True)]
+                if on_batch is not None:
+                    on_batch(records)
+                rows.update(zip(members, records, strict=True))
+                bar.update(len(members))
+    bar.close()
+
+    frame = _frame([reuse.get(name) or rows[i] for i, name in enumerate(names)], labels)
+    frame.attrs |= {"computed": computed, "reused": len(names) - len(todo)}
+    return frame
+
+
+def _label_columns(labels, file: str) -> list[str]:
+    """The columns of the patchset's labels, with a warning for each renamed one."""
+    names = label_column_names(labels)
+    for i, (label, name) in enumerate(zip(labels, names, strict=True)):
+        if name != label:
+            warnings.warn(
+                f"{file}: metadata.labels[{i}]: label '{label}' is also a column of the "
+                f"results table; its values are in column '{name}'",
+                spec.SpecWarning,
+                stacklevel=3,
+            )
+    return names
+
+
+#: Points a preparation task on a process pool takes (tasks go to whichever process is
+#: free, so several a process even out their differences)
+PREPARE_TASK_POINTS = 8
+
+
+def _prepared_chunks(chunks: list[list[int]], ps, names: list[str], preparation, ahead: bool):
+    """Each chunk (point indices) with its patches and prepared points (a list the
+    caller may empty; see :func:`_start_preparing`, which ``preparation`` is, given the
+    patches). With
+    ``ahead`` (a process pool), the next chunk's preparation starts before a chunk is
+    handed out, so that the pool prepares it while the caller runs this one's batches
+    and no worker waits at a chunk's end: two chunks are in memory instead of one."""
+
+    def start(chunk: list[int]):
+        patches = [ps[names[i]] for i in chunk]
+        return chunk, patches, preparation(patches)
+
+    upcoming = start(chunks[0]) if chunks and ahead else None
+    for k, chunk in enumerate(chunks):
+        chunk, patches, collect = upcoming if ahead else start(chunk)
+        prepared = collect()
+        if ahead and k + 1 < len(chunks):
+            upcoming = start(chunks[k + 1])
+        yield chunk, patches, prepared
+
+
+def _start_preparing(pool, background, cache, settings: ScanSettings, file: str, patches):
+    """A function returning every patch's point prepared (:func:`_compile_point`): its
+    ``(structure, numbers)``, or the HfpipeError that refused it. Without a ``pool`` it
+    does the work when called; on a pool the work starts now, in tasks of
+    :data:`PREPARE_TASK_POINTS` points, and the function waits for it and raises the
+    tasks' warnings again here."""
+    if pool is None:
+        return lambda: [_prepared(background, cache, patch, settings, file) for patch in patches]
+    token = f"{id(background)}-{os.getpid()}"
+    futures = pool.submit_all(
+        prepare_in_worker,
+        [
+            (token, background.workspace, patches[k : k + PREPARE_TASK_POINTS], settings, file)
+            for k in range(0, len(patches), PREPARE_TASK_POINTS)
+        ],
+    )
+
+    def collect() -> list:
+        prepared = []
+        for future in futures:
+            outcomes, caught = future.result()
+            prepared += outcomes
+            for warning in caught:
+                warnings.warn(warning, stacklevel=4)
+        futures.clear()  # the futures hold the points too: only the caller's list may
+        return prepared
+
+    return collect
+
+
+def _prepared(background, cache, patch, settings: ScanSettings, file: str):
+    try:
+        return _compile_point(background, cache, patch, settings, file)
+    except HfpipeError as error:
+        return error
+
+
+#: a pool worker's background of the scan it prepares points for: (token, base, cache)
+_WORKER_BACKGROUND: list = []
+
+
+def prepare_in_worker(token: str, workspace: dict, patches, settings: ScanSettings, file: str):
+    """The points of ``patches`` prepared in a pool's worker, and the warnings raised. The
+    background (its checks and compiled samples) is made once a scan (``token``)."""
+    if not _WORKER_BACKGROUND or _WORKER_BACKGROUND[0] != token:
+        background = spec.PatchBase.of(workspace)
+        _WORKER_BACKGROUND[:] = [token, background, SampleCache(background.workspace)]
+    _, background, cache = _WORKER_BACKGROUND
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcomes = [_prepared(background, cache, patch, settings, file) for patch in patches]
+    return outcomes, [w.message for w in caught]
+
+
+def _local_pool(client, workers: int | None, batches: int) -> ProcessPool | None:
+    """The process pool for ``batches`` batches of a scan without a Dask ``client``, or
+    None where this process runs them (one process is best, or asked for). Started now,
+    so that its processes import the engine while the points are prepared."""
+    if client is not None:
+        return None
+    processes = processes_for(batches, workers)
+    return ProcessPool(processes) if processes > 1 else None
+
+
+def resolve_settings(settings: ScanSettings | None, overrides: Mapping) -> ScanSettings:
+    """``settings`` (default: the defaults) with keyword ``overrides`` applied."""
+    return ScanSettings(**{**asdict(settings or ScanSettings()), **overrides})
+
+
+def _run_batches(compiled: list, ws, settings: ScanSettings, client, pool: ProcessPool | None):
+    """Group compiled points (one stack where they share a layout, else union structures:
+    :func:`~hfpipe.scanning.groups.group_points`), cut the groups into batches and run
+    them — in this process, on a local ``pool`` or as Dask tasks on ``client``; yield
+    ``(indices into compiled, records)`` per batch as it finishes. A batch that raised
+    yields rows with status ``error`` (a rerun recomputes them), never a lost scan.
+    ``compiled`` is emptied once grouped: the groups hold the points' numbers."""
+    if not compiled:
+        return
+    background_samples = {c["name"]: {s["name"] for s in c["samples"]} for c in ws["channels"]}
+    background_parameters = {
+        m["name"] for c in ws["channels"] for s in c["samples"] for m in s["modifiers"]
+    }
+    groups = group_points(compiled, background_samples, background_parameters)
+    compiled.clear()
+    tasks = [
+        (group, list(range(len(group.members)))[k : k + settings.batch_size])
+        for group in groups
+        for k in range(0, len(group.members), settings.batch_size)
+    ]
+    if pool is not None:
+        outcomes = pool.run_batches(run_batch_here, tasks, settings)
+    elif client is None:
+        outcomes = ((k, _attempt(*task, settings)) for k, task in enumerate(tasks))
+    else:
+        from hfpipe.scanning.distributed import run_batches
+
+        outcomes = run_batches(client, run_batch_here, tasks, settings)
+    for k, outcome in outcomes:
+        group, chunk = tasks[k]
+        if isinstance(outcome, BaseException):
+            message = f"batch raised {type(outcome).__name__}: {outcome}".replace("\n", " ")
+            outcome = [{"status": ERROR_STATUS, "message": message}] * len(chunk)
+        yield [group.members[row] for row in chunk], outcome
+
+
+def run_batch_here(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings) -> list[dict]:
+    """:func:`run_batch`, each row labelled with the device that ran it (a Dask worker's
+    GPU, say, not the client's)."""
+    device = _device()
+    return [record | {"device": device} for record in run_batch(batch, rows, settings)]
+
+
+def _attempt(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings):
+    """Run a batch in this process; an exception is returned, to become failed rows."""
+    try:
+        return run_batch_here(batch, rows, settings)
+    except Exception as error:
+        return error
+
+
+def _base_record(analysis: str, patch, labels, settings: ScanSettings) -> dict:
+    return {
+        "analysis": analysis,
+        "point": patch.name,
+        **{label: _label_value(v) for label, v in zip(labels, patch.values, strict=True)},
+        "mu": settings.mu,
+        "calctype": settings.calctype,
+        "test_stat": settings.test_stat,
+        "ntoys": settings.ntoys if settings.calctype == "toybased" else 0,
+    }
+
+
+def _frame(records: list[dict], labels) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records)
+    for column in [*EXPECTED_COLUMNS, "cls_obs", "mu_hat", "twice_nll", "seconds"]:
+        if column not in frame:
+            frame[column] = np.nan
+    frame["message"] = frame["message"].fillna("")
+    return frame[column_order(list(labels), frame.columns)]
+
+
+def _label_value(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="point", file=__import__("sys").stderr)

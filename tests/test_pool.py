@@ -1,0 +1,105 @@
+"""A scan's batches on a local process pool (hfpipe.scanning.pool): the same table, bit
+for bit, as in one process; how many processes a scan or a toy run gets by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hfpipe.scanning import pool as pool_module
+from hfpipe.scanning import scan
+from hfpipe.scanning.pool import processes_for, toy_processes_for
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example"
+INPUTS = EXAMPLE / "BkgOnly.json", EXAMPLE / "patchset.json"
+
+
+@pytest.mark.parametrize("chunk_size", [256, 2])
+def test_scan_on_two_processes_equals_one_process_bit_for_bit(chunk_size):
+    """(with chunks of 2 points, the pool prepares each next chunk during the batches)"""
+    one = scan(*INPUTS, workers=1, chunk_size=chunk_size)
+    two = scan(*INPUTS, workers=2, chunk_size=chunk_size)
+    columns = [c for c in one.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(one[columns], two[columns], check_exact=True)
+    assert list(two["point"]) == list(one["point"])  # patchset order, not finish order
+
+
+def test_a_batch_raising_in_a_worker_is_yielded_as_its_exception():
+    """(which the scan turns into rows with status error, as for a batch raising in
+    this process: tests/test_distributed.py)"""
+    with pool_module.ProcessPool(2) as pool:
+        outcomes = dict(pool.run_batches(_raise_for_odd, [(_Batch(), [0]), (_Batch(), [1])], None))
+    assert outcomes[0] == "ran 1 row"
+    assert isinstance(outcomes[1], RuntimeError) and "odd batch" in str(outcomes[1])
+
+
+class _Batch:
+    """A stand-in for a UnionBatch: what the pool needs of it is ``take``."""
+
+    def __init__(self, rows=()):
+        self.rows = list(rows)
+
+    def take(self, rows):
+        return _Batch(rows)
+
+
+def _raise_for_odd(batch, rows, settings):
+    if batch.rows[0] % 2:
+        raise RuntimeError("odd batch")
+    return f"ran {len(rows)} row"
+
+
+@pytest.mark.parametrize(
+    ("batches", "workers", "cores", "expected"),
+    [
+        (125, None, 2, 2),  # 1Lbb on 2 cores: both
+        (6, None, 2, 1),  # the example: too few batches to pay for a second process
+        (16, None, 2, 2),
+        (15, None, 2, 1),
+        (1000, None, 16, 16),
+        (40, None, 16, 5),
+        (6, 2, 2, 2),  # asked for
+        (1, 4, 2, 1),  # never more processes than batches
+    ],
+)
+def test_processes_for(monkeypatch, batches, workers, cores, expected):
+    monkeypatch.setattr(pool_module, "available_cores", lambda: cores)
+    assert processes_for(batches, workers) == expected
+
+
+@pytest.mark.parametrize(
+    ("ntoys", "workers", "cores", "expected"),
+    [(2000, None, 2, 1), (5000, None, 2, 2), (100_000, None, 16, 16), (10, 3, 2, 3), (2, 8, 2, 2)],
+)
+def test_toy_processes_for(monkeypatch, ntoys, workers, cores, expected):
+    monkeypatch.setattr(pool_module, "available_cores", lambda: cores)
+    assert toy_processes_for(ntoys, workers) == expected
+
+
+def test_take_keeps_the_rows_numbers_and_members():
+    from hfpipe import spec
+    from hfpipe.model import compile_model
+    from hfpipe.scanning.union import unify
+
+    ws = spec.load_workspace(INPUTS[0])
+    ps = spec.load_patchset(INPUTS[1])
+    models = [compile_model(ws, patches=[ps[n]]) for n in list(ps.names)[:3]]
+    samples = {c["name"]: {s["name"] for s in c["samples"]} for c in ws["channels"]}
+    parameters = {m["name"] for c in ws["channels"] for s in c["samples"] for m in s["modifiers"]}
+    (batch,) = unify([(m.structure, m.numbers) for m in models], samples, parameters)
+    taken = batch.take([2, 0])
+    assert taken.members == [batch.members[2], batch.members[0]]
+    for field, whole in zip(taken.numbers, batch.numbers, strict=True):
+        np.testing.assert_array_equal(np.asarray(field), np.asarray(whole)[[2, 0]])
+    np.testing.assert_array_equal(taken.padding_twice_nll, batch.padding_twice_nll[[2, 0]])
+
+
+def test_a_daemonic_process_runs_its_work_itself(monkeypatch):
+    """A Dask worker (or a pool's worker) may not start processes: by default, one."""
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
+    assert processes_for(1000, None) == 1 and toy_processes_for(1_000_000, None) == 1
