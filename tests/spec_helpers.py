@@ -8,7 +8,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-from hfpipe.spec import workspace_digest
+import pytest
+
+from hfpipe.errors import InvalidWorkspace
+from hfpipe.spec import load_workspace, validate_workspace, workspace_digest
 
 # a small workspace using every modifier type but shapefactor, valid for pyhf too
 
@@ -130,6 +133,21 @@ def assert_one_line(err: Exception, file: str, path: str, phrase: str) -> None:
     assert f": {path}: " in text, text
     assert phrase in text, text
     assert err.path == path
+
+
+def assert_malformed(
+    mutate: Callable[[dict], None], path: str, phrase: str, *, strict: bool = False
+) -> None:
+    """BASE changed by ``mutate`` is refused with one line naming ws.json, ``path`` and
+    ``phrase``: by loading it, or with ``strict`` by the strict check."""
+    ws = base()
+    mutate(ws)
+    with pytest.raises(InvalidWorkspace) as info:
+        if strict:
+            validate_workspace(ws, file="ws.json", strict=True)
+        else:
+            load_workspace(ws, name="ws.json")
+    assert_one_line(info.value, "ws.json", path, phrase)
 
 
 # a signal patch and a patchset of three points made for BASE

@@ -5,10 +5,10 @@
 from __future__ import annotations
 
 import pytest
-from spec_helpers import MEAS, appendp, assert_one_line, base, delp, setp
+from spec_helpers import MEAS, appendp, assert_malformed, assert_one_line, base, delp, setp
 
 from hfpipe.errors import InvalidWorkspace
-from hfpipe.spec import SpecWarning, load_workspace, measurement_config, validate_workspace
+from hfpipe.spec import SpecWarning, measurement_config, validate_workspace
 
 # pyhf 0.7.6 validates with jsonschema's deprecated RefResolver
 pytestmark = pytest.mark.filterwarnings("ignore:jsonschema.RefResolver is deprecated")
@@ -109,11 +109,7 @@ WORKSPACE_CASES = [
 
 @pytest.mark.parametrize(("mutate", "path", "phrase"), WORKSPACE_CASES)
 def test_malformed_workspace(mutate, path, phrase):
-    ws = base()
-    mutate(ws)
-    with pytest.raises(InvalidWorkspace) as info:
-        load_workspace(ws, name="ws.json")
-    assert_one_line(info.value, "ws.json", path, phrase)
+    assert_malformed(mutate, path, phrase)
 
 
 STRICT_CASES = [
@@ -134,8 +130,4 @@ STRICT_CASES = [
 
 @pytest.mark.parametrize(("mutate", "path", "phrase"), STRICT_CASES)
 def test_malformed_workspace_strict(mutate, path, phrase):
-    ws = base()
-    mutate(ws)
-    with pytest.raises(InvalidWorkspace) as info:
-        validate_workspace(ws, file="ws.json", strict=True)
-    assert_one_line(info.value, "ws.json", path, phrase)
+    assert_malformed(mutate, path, phrase, strict=True)

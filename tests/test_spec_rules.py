@@ -6,10 +6,15 @@ problem in one line.
 from __future__ import annotations
 
 import pytest
-from spec_helpers import MEAS, SR_BKG, appendp, assert_one_line, base, both, delp, setp
-
-from hfpipe.errors import InvalidWorkspace
-from hfpipe.spec import load_workspace
+from spec_helpers import (
+    MEAS,
+    SR_BKG,
+    appendp,
+    assert_malformed,
+    both,
+    delp,
+    setp,
+)
 
 # pyhf 0.7.6 validates with jsonschema's deprecated RefResolver
 pytestmark = pytest.mark.filterwarnings("ignore:jsonschema.RefResolver is deprecated")
@@ -114,8 +119,4 @@ WORKSPACE_CASES = [
 
 @pytest.mark.parametrize(("mutate", "path", "phrase"), WORKSPACE_CASES)
 def test_malformed_workspace(mutate, path, phrase):
-    ws = base()
-    mutate(ws)
-    with pytest.raises(InvalidWorkspace) as info:
-        load_workspace(ws, name="ws.json")
-    assert_one_line(info.value, "ws.json", path, phrase)
+    assert_malformed(mutate, path, phrase)

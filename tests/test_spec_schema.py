@@ -14,15 +14,12 @@ from spec_helpers import (
     ADD_SIGNAL,
     BASE,
     SR_BKG,
-    assert_one_line,
-    base,
+    assert_malformed,
     delp,
     patchset_doc,
     setp,
 )
 
-from hfpipe.errors import InvalidWorkspace
-from hfpipe.spec import load_workspace
 from hfpipe.spec import schema as schema_module
 
 # pyhf 0.7.6 validates with jsonschema's deprecated RefResolver
@@ -105,11 +102,7 @@ WORKSPACE_CASES = [
 
 @pytest.mark.parametrize(("mutate", "path", "phrase"), WORKSPACE_CASES)
 def test_malformed_workspace(mutate, path, phrase):
-    ws = base()
-    mutate(ws)
-    with pytest.raises(InvalidWorkspace) as info:
-        load_workspace(ws, name="ws.json")
-    assert_one_line(info.value, "ws.json", path, phrase)
+    assert_malformed(mutate, path, phrase)
 
 
 # the fast schema pre-check (fastjsonschema) must never accept what jsonschema rejects

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyhf
 import pytest
-from spec_helpers import BASE, SR_BKG, assert_one_line, base, setp
+from spec_helpers import BASE, SR_BKG, assert_malformed, base, setp
 
 from hfpipe.errors import InvalidWorkspace
 from hfpipe.spec import load_workspace, measurement_config, validate_workspace, workspace_digest
@@ -49,11 +49,7 @@ WORKSPACE_CASES = [
 
 @pytest.mark.parametrize(("mutate", "path", "phrase"), WORKSPACE_CASES)
 def test_malformed_workspace(mutate, path, phrase):
-    ws = base()
-    mutate(ws)
-    with pytest.raises(InvalidWorkspace) as info:
-        load_workspace(ws, name="ws.json")
-    assert_one_line(info.value, "ws.json", path, phrase)
+    assert_malformed(mutate, path, phrase)
 
 
 def test_not_a_workspace():
