@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from hfpipe.commands import one_line_errors
+from hfpipe.commands.options import cl_option
 from hfpipe.errors import InputError
 
 __all__ = ["brazil", "contour"]
@@ -61,7 +62,7 @@ _common = [
         help="Output file, repeatable; .png/.pdf/.svg for a figure, .csv/.parquet for the data.",
     ),
     click.option("--analysis", help="Analysis to plot, if the table holds several."),
-    click.option("--cl", type=float, default=0.95, show_default=True, help="Confidence level."),
+    cl_option(),
     click.option("--title", help="Figure title."),
     click.option("--xlabel", help="x-axis title (default: the label's name)."),
     click.option("--style", default="ATLAS", show_default=True, help="mplhep style."),

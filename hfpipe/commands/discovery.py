@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from hfpipe.commands import one_line_errors, warn
-from hfpipe.commands.options import compile_options
+from hfpipe.commands.options import cl_option, compile_options, sampling_options
 from hfpipe.commands.report import FAILED_EXIT_CODE
 from hfpipe.results.discovery import LUMI_UNITS
 
@@ -48,21 +48,8 @@ def _provenance(workspace: str, patches, settings: dict) -> dict:
 )
 @click.option("--lumi", type=click.FloatRange(0, min_open=True), help="Integrated luminosity.")
 @click.option("--lumi-unit", type=click.Choice(LUMI_UNITS), default="fb-1", show_default=True)
-@click.option(
-    "--cl",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.95,
-    show_default=True,
-    help="Confidence level of the upper limits.",
-)
-@click.option(
-    "--calctype",
-    type=click.Choice(["asymptotics", "toybased"]),
-    default="asymptotics",
-    show_default=True,
-)
-@click.option("--ntoys", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys.")
+@cl_option("Confidence level of the upper limits.")
+@sampling_options
 @click.option(
     "--signal-sample", default="signal", show_default=True, help="Name of the unit signal."
 )

@@ -5,6 +5,8 @@
   ``--clip-negative-yields``; the command receives them as one :class:`ModelInputs`.
 * :func:`compile_options`: the measurement, interpolation codes and the clip flag alone,
   for commands that take their signal from a patchset (``scan``).
+* :func:`cl_option` (``--cl``) and :func:`sampling_options` (``--calctype``, ``--ntoys``,
+  ``--seed``) for the commands that compute CLs or limits.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import click
 from hfpipe.errors import HfpipeError
 from hfpipe.spec.modifiers import HISTOSYS_CODES, NORMSYS_CODES
 
-__all__ = ["ModelInputs", "apply_options", "compile_options", "model_options"]
+__all__ = [
+    "ModelInputs",
+    "apply_options",
+    "cl_option",
+    "compile_options",
+    "model_options",
+    "sampling_options",
+]
 
 
 def apply_options(command, options: list):
@@ -25,6 +34,36 @@ def apply_options(command, options: list):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def cl_option(help: str = "Confidence level."):
+    """``--cl``: a confidence level strictly between 0 and 1, by default 0.95."""
+    return click.option(
+        "--cl",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=0.95,
+        show_default=True,
+        help=help,
+    )
+
+
+def sampling_options(command, *, ntoys: int = 1000):
+    """``--calctype`` (asymptotics or toybased), ``--ntoys`` (default ``ntoys``), ``--seed``."""
+    return apply_options(
+        command,
+        [
+            click.option(
+                "--calctype",
+                type=click.Choice(["asymptotics", "toybased"]),
+                default="asymptotics",
+                show_default=True,
+            ),
+            click.option("--ntoys", type=click.IntRange(1), default=ntoys, show_default=True),
+            click.option(
+                "--seed", type=int, default=0, show_default=True, help="Seed of the toys."
+            ),
+        ],
+    )
 
 
 def compile_options(command):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from hfpipe.commands import one_line_errors, warn
-from hfpipe.commands.options import compile_options
+from hfpipe.commands.options import cl_option, compile_options, sampling_options
 from hfpipe.errors import HfpipeError
 from hfpipe.infer.teststats import LIMIT_TEST_STATISTICS
 
@@ -57,13 +57,7 @@ def signal_source(patchset: str | None, signals: str | None, signals_config: str
     help="Also the discovery p0 and Z, observed and expected (columns p0_obs, p0_exp, "
     "z_obs, z_exp; a q0 test of every point).",
 )
-@click.option(
-    "--cl",
-    type=float,
-    default=0.95,
-    show_default=True,
-    help="Confidence level of the upper limits.",
-)
+@cl_option("Confidence level of the upper limits.")
 @click.option(
     "--test-stat", type=click.Choice(LIMIT_TEST_STATISTICS), default="qtilde", show_default=True
 )
@@ -97,14 +91,7 @@ def signal_source(patchset: str | None, signals: str | None, signals_config: str
     show_default=True,
     help="Skip points that an earlier run with the same output, inputs and settings finished.",
 )
-@click.option(
-    "--calctype",
-    type=click.Choice(["asymptotics", "toybased"]),
-    default="asymptotics",
-    show_default=True,
-)
-@click.option("--ntoys", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys.")
+@sampling_options
 @click.option(
     "--toy-batch-size",
     type=click.IntRange(1),

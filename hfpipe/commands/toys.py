@@ -3,12 +3,14 @@ and ``hfpipe merge-toys``, which turns toy chunk files of one run into CLs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
 import click
 
 from hfpipe.commands import one_line_errors
+from hfpipe.commands.options import apply_options, sampling_options
 from hfpipe.commands.report import Report
 
 __all__ = ["merge_toys", "toy_cls_report", "toy_options", "toy_report"]
@@ -17,14 +19,7 @@ __all__ = ["merge_toys", "toy_cls_report", "toy_options", "toy_report"]
 def toy_options(command):
     """``--calctype``, ``--ntoys``, ``--seed`` … for a command that computes CLs."""
     options = [
-        click.option(
-            "--calctype",
-            type=click.Choice(["asymptotics", "toybased"]),
-            default="asymptotics",
-            show_default=True,
-        ),
-        click.option("--ntoys", type=click.IntRange(1), default=2000, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the toys."),
+        functools.partial(sampling_options, ntoys=2000),
         click.option(
             "--toy-batch-size",
             type=click.IntRange(1),
@@ -52,9 +47,7 @@ def toy_options(command):
             help="Save the toys' test statistics to this Parquet file (merge-toys merges them).",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return apply_options(command, options)
 
 
 def toy_report(distributions, max_failed_fraction: float) -> Report:

@@ -8,7 +8,7 @@ import sys
 import click
 
 from hfpipe.commands import one_line_errors, warn
-from hfpipe.commands.options import ModelInputs, model_options
+from hfpipe.commands.options import ModelInputs, cl_option, model_options
 from hfpipe.commands.report import Report
 from hfpipe.infer.teststats import LIMIT_TEST_STATISTICS
 
@@ -40,13 +40,7 @@ def upper_limits(model, cl: float = 0.95, test_stat: str = "qtilde") -> Report:
 
 @click.command("upper-limit")
 @model_options
-@click.option(
-    "--cl",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.95,
-    show_default=True,
-    help="Confidence level.",
-)
+@cl_option()
 @click.option(
     "--test-stat", type=click.Choice(LIMIT_TEST_STATISTICS), default="qtilde", show_default=True
 )
