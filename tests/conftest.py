@@ -47,3 +47,19 @@ def load_analysis(shared_data):
         return cache[name]
 
     return load
+
+
+#: test modules that submit jobs to the CI's Slurm and HTCondor (a node of two cores, a
+#: pool of one slot): one xdist worker runs them, one after another, so that no test's
+#: jobs queue behind another's
+_BATCH_SYSTEM_MODULES = {"test_distributed.py", "test_workflow.py"}
+
+
+def pytest_collection_modifyitems(items):
+    """Groups for ``pytest -n 2 --dist loadgroup`` (pytest-xdist, as the README runs the
+    tests): a module's tests stay on one worker, so module-scoped fixtures (a server, a
+    scan) are made once, and the batch-system modules share one worker."""
+    for item in items:
+        module = item.path.name
+        group = "batch-systems" if module in _BATCH_SYSTEM_MODULES else module
+        item.add_marker(pytest.mark.xdist_group(group))
