@@ -241,6 +241,7 @@ def batch_folder():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow  # a minute or more of batch jobs
 def test_slurm_profile_runs_jobs_through_slurm_and_retries_a_scancelled_job(
     shared_data, batch_folder
 ):
@@ -277,6 +278,7 @@ def test_slurm_profile_runs_jobs_through_slurm_and_retries_a_scancelled_job(
     assert sorted(s for j, s in states.items() if j != killed) == ["COMPLETED", "COMPLETED"]
 
 
+@pytest.mark.slow  # a minute or more of batch jobs
 def test_condor_profile_runs_jobs_through_htcondor_and_retries_a_removed_job(
     shared_data, batch_folder
 ):
