@@ -6,7 +6,8 @@
 * :func:`compile_options`: the measurement, interpolation codes and the clip flag alone,
   for commands that take their signal from a patchset (``scan``).
 * :func:`cl_option` (``--cl``) and :func:`sampling_options` (``--calctype``, ``--ntoys``,
-  ``--seed``) for the commands that compute CLs or limits.
+  ``--seed``) for the commands that compute CLs or limits, and
+  :data:`toy_batch_size_option` for those that run toys.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "compile_options",
     "model_options",
     "sampling_options",
+    "toy_batch_size_option",
 ]
 
 
@@ -64,6 +66,15 @@ def sampling_options(command, *, ntoys: int = 1000):
             ),
         ],
     )
+
+
+#: ``--toy-batch-size``: toy fits side by side (default: hfpipe.infer.toys picks by size)
+toy_batch_size_option = click.option(
+    "--toy-batch-size",
+    type=click.IntRange(1),
+    default=None,
+    help="Toy fits run side by side [default: by model size, 1 to 128].",
+)
 
 
 def compile_options(command):

@@ -6,7 +6,12 @@ from __future__ import annotations
 import click
 
 from hfpipe.commands import one_line_errors, warn
-from hfpipe.commands.options import cl_option, compile_options, sampling_options
+from hfpipe.commands.options import (
+    cl_option,
+    compile_options,
+    sampling_options,
+    toy_batch_size_option,
+)
 from hfpipe.errors import HfpipeError
 from hfpipe.infer.teststats import LIMIT_TEST_STATISTICS
 
@@ -92,12 +97,7 @@ def signal_source(patchset: str | None, signals: str | None, signals_config: str
     help="Skip points that an earlier run with the same output, inputs and settings finished.",
 )
 @sampling_options
-@click.option(
-    "--toy-batch-size",
-    type=click.IntRange(1),
-    default=None,
-    help="Toy fits run side by side [default: by model size, 1 to 128].",
-)
+@toy_batch_size_option
 @one_line_errors
 def scan(
     background,

@@ -10,22 +10,22 @@ import os
 import click
 
 from hfpipe.commands import one_line_errors
-from hfpipe.commands.options import apply_options, sampling_options
+from hfpipe.commands.options import apply_options, sampling_options, toy_batch_size_option
 from hfpipe.commands.report import Report
 
 __all__ = ["merge_toys", "toy_cls_report", "toy_options", "toy_report"]
+
+
+_max_failed_fraction = click.option(
+    "--max-failed-fraction", type=float, default=0.01, show_default=True
+)
 
 
 def toy_options(command):
     """``--calctype``, ``--ntoys``, ``--seed`` … for a command that computes CLs."""
     options = [
         functools.partial(sampling_options, ntoys=2000),
-        click.option(
-            "--toy-batch-size",
-            type=click.IntRange(1),
-            default=None,
-            help="Toy fits run side by side [default: by model size, 1 to 128].",
-        ),
+        toy_batch_size_option,
         click.option(
             "--first-toy",
             type=click.IntRange(0),
@@ -33,7 +33,7 @@ def toy_options(command):
             show_default=True,
             help="Index of the first toy (chunk k of n toys: k·n).",
         ),
-        click.option("--max-failed-fraction", type=float, default=0.01, show_default=True),
+        _max_failed_fraction,
         click.option(
             "--toy-workers",
             type=click.IntRange(1),
@@ -122,7 +122,7 @@ def toy_cls_report(
 
 @click.command("merge-toys")
 @click.argument("chunks", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--max-failed-fraction", type=float, default=0.01, show_default=True)
+@_max_failed_fraction
 @one_line_errors
 def merge_toys(chunks, max_failed_fraction):
     """Toy-based CLs (JSON) from toy chunk files of one run (hfpipe cls --toys-output)."""
