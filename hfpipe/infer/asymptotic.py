@@ -143,7 +143,7 @@ class TestBatch:
 
     structure: Structure
     numbers: Numbers  # batched
-    data: Float[jax.Array, "models data"]  # main counts, then auxiliary data
+    data: Float[np.ndarray, "models data"]  # main counts, then auxiliary data
     tested: Float[np.ndarray, " models"]  # POI value of the fixed fits
     test_stat: str
     options: FitOptions
@@ -155,9 +155,9 @@ class TestBatch:
         n = max(len(mu), 1 if np.ndim(numbers.nominal) == 1 else np.shape(numbers.nominal)[0])
         numbers = batched(numbers, n)
         if data is None:
-            data = jnp.concatenate([numbers.observed, numbers.auxdata], axis=1)
+            data = np.concatenate([numbers.observed, numbers.auxdata], axis=1)
         shape = (n, structure.n_bins + structure.n_aux)
-        data = jnp.broadcast_to(jnp.asarray(data, dtype=float), shape)
+        data = np.broadcast_to(np.asarray(data, dtype=float), shape)
         tested = tested_value(test_stat, np.broadcast_to(mu, (n,)))
         check_poi_values(structure, numbers, tested)
         return cls(structure, numbers, data, tested, test_stat, options)
@@ -166,13 +166,15 @@ class TestBatch:
         return len(self.tested)
 
     @property
-    def fixed(self) -> jax.Array:
-        return jnp.asarray(self.numbers.fixed)
+    def fixed(self) -> Bool[np.ndarray, "models parameters"]:
+        return np.asarray(self.numbers.fixed)
 
-    def held(self, init, values) -> tuple[jax.Array, jax.Array]:
+    def held(self, init, values) -> tuple[np.ndarray, np.ndarray]:
         """Starts ``init`` and the fixed parameters, with the POI held at ``values``."""
         poi = self.structure.poi_index
-        return init.at[:, poi].set(values), self.fixed.at[:, poi].set(True)
+        init, fixed = np.array(init, dtype=float), np.array(self.fixed)
+        init[:, poi], fixed[:, poi] = values, True
+        return init, fixed
 
     def fit(self, models, data, init, fixed, options: FitOptions) -> FitResult:
         """Fits of the rows of ``data``, row ``i`` with model ``models[i]``.
@@ -207,14 +209,14 @@ class TestBatch:
 def observed_fits(batch: TestBatch) -> dict[str, FitResult]:
     """Free, POI-fixed and Asimov-generating fits to the observed data, the free fit
     repaired against the other two."""
-    n, init = len(batch), jnp.asarray(batch.numbers.init)
+    n, init = len(batch), np.asarray(batch.numbers.init, dtype=float)
     fixed_init, fixed_fixed = batch.held(init, batch.tested)
     gen_init, gen_fixed = batch.held(init, asimov_value(batch.test_stat))
     fits = batch.fit(
         batch.rows(3),
-        jnp.concatenate([batch.data, batch.data, batch.data]),
-        jnp.concatenate([init, fixed_init, gen_init]),
-        jnp.concatenate([batch.fixed, fixed_fixed, gen_fixed]),
+        np.concatenate([batch.data, batch.data, batch.data]),
+        np.concatenate([init, fixed_init, gen_init]),
+        np.concatenate([batch.fixed, fixed_fixed, gen_fixed]),
         batch.options,
     )
     free, fixed_fit, generation = (fits.take(slice(k * n, (k + 1) * n)) for k in range(3))
@@ -233,14 +235,14 @@ def asimov_fits(batch: TestBatch, generation: FitResult) -> dict[str, FitResult]
     polishing step: the observed free fit's parameters are reported and the generating
     fit's make the Asimov data, and those are polished.
     """
-    n, generated = len(batch), jnp.asarray(generation.pars)
-    asimov = asimov_data(batch.structure, batch.numbers, generated)
+    n, generated = len(batch), np.asarray(generation.pars)
+    asimov = np.asarray(asimov_data(batch.structure, batch.numbers, generated))
     warm_init, fixed_fixed = batch.held(generated, batch.tested)
     fits = batch.fit(
         batch.rows(3),
-        jnp.concatenate([asimov, asimov, asimov]),
-        jnp.concatenate([generated, warm_init, generated]),
-        jnp.concatenate([batch.fixed, fixed_fixed, batch.fixed]),
+        np.concatenate([asimov, asimov, asimov]),
+        np.concatenate([generated, warm_init, generated]),
+        np.concatenate([batch.fixed, fixed_fixed, batch.fixed]),
         replace(batch.options, polish=False),
     )
     free, fixed_fit = fits.take(slice(0, n)), fits.take(slice(n, 2 * n))

@@ -69,8 +69,8 @@ DEFAULT_OPTIONS = FitOptions()
 def batched(numbers: Numbers, n: int) -> Numbers:
     """Numbers with a leading batch axis of ``n`` (broadcast if they have none)."""
     if np.ndim(numbers.nominal) == 2:
-        return jax.tree.map(jnp.asarray, numbers)
-    return jax.tree.map(lambda a: jnp.broadcast_to(jnp.asarray(a), (n, *np.shape(a))), numbers)
+        return numbers
+    return jax.tree.map(lambda a: np.broadcast_to(np.asarray(a), (n, *np.shape(a))), numbers)
 
 
 def _newton_fits(structure: Structure, options: FitOptions):
