@@ -1,5 +1,10 @@
-"""``python -m hfpipe``: the ``hfpipe`` command line (what workflow jobs run)."""
+"""``python -m hfpipe``: the ``hfpipe`` command line (what workflow jobs run).
 
-from hfpipe.cli import main
+The import waits for ``__main__``: a process a scan spawns imports this module again
+(as ``__mp_main__``) and needs none of the command line.
+"""
 
-main()
+if __name__ == "__main__":
+    from hfpipe.cli import main
+
+    main()

@@ -7,55 +7,58 @@ Bad input ends in one line on stderr (file, JSON path, problem) and exit code 2;
 
 from __future__ import annotations
 
-import click
+import importlib
 
-from hfpipe.commands.campaign import campaign
-from hfpipe.commands.cls import cls
-from hfpipe.commands.contour import brazil, contour
-from hfpipe.commands.convert import convert
-from hfpipe.commands.discovery import discovery_table
-from hfpipe.commands.fit import fit
-from hfpipe.commands.inspect import inspect
-from hfpipe.commands.profile import profile
-from hfpipe.commands.rank import rank
-from hfpipe.commands.scan import scan
-from hfpipe.commands.serve import serve
-from hfpipe.commands.submit import submit
-from hfpipe.commands.toys import merge_toys
-from hfpipe.commands.upper_limit import upper_limit
-from hfpipe.commands.workflow import merge, prepare
-from hfpipe.commands.workspace import patchset, workspace
-from hfpipe.commands.yields import yields
+import click
 
 __all__ = ["main"]
 
+#: command name -> (module of hfpipe.commands, attribute): a command's module is imported
+#: only when the command runs (or help lists it), so that starting ``hfpipe`` - and each
+#: worker process a scan spawns, which imports the main module again - loads the engine
+#: it needs and not every command's dependencies
+COMMANDS = {
+    "brazil": ("contour", "brazil"),
+    "campaign": ("campaign", "campaign"),
+    "cls": ("cls", "cls"),
+    "contour": ("contour", "contour"),
+    "convert": ("convert", "convert"),
+    "discovery-table": ("discovery", "discovery_table"),
+    "fit": ("fit", "fit"),
+    "inspect": ("inspect", "inspect"),
+    "merge": ("workflow", "merge"),
+    "merge-toys": ("toys", "merge_toys"),
+    "patchset": ("workspace", "patchset"),
+    "prepare": ("workflow", "prepare"),
+    "profile": ("profile", "profile"),
+    "rank": ("rank", "rank"),
+    "scan": ("scan", "scan"),
+    "serve": ("serve", "serve"),
+    "submit": ("submit", "submit"),
+    "upper-limit": ("upper_limit", "upper_limit"),
+    "workspace": ("workspace", "workspace"),
+    "yields": ("yields", "yields"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported on first use (click's lazy-loading recipe)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name]
+        return getattr(importlib.import_module(f"hfpipe.commands.{module}"), attribute)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hfpipe")
 def main() -> None:
     """Large-scale HistFactory limit scans with a batched JAX engine."""
 
-
-main.add_command(cls)
-main.add_command(fit)
-main.add_command(scan)
-main.add_command(inspect)
-main.add_command(contour)
-main.add_command(brazil)
-main.add_command(convert)
-main.add_command(prepare)
-main.add_command(merge)
-main.add_command(campaign)
-main.add_command(merge_toys)
-main.add_command(upper_limit)
-main.add_command(serve)
-main.add_command(submit)
-main.add_command(workspace)
-main.add_command(patchset)
-main.add_command(rank)
-main.add_command(yields)
-main.add_command(profile)
-main.add_command(discovery_table)
 
 if __name__ == "__main__":
     main()
