@@ -1,11 +1,26 @@
 """Scan tables on disk: the table schema, Parquet output with provenance, the parts of
 an incremental scan, merging a chunked scan, toy chunk files. Nothing here imports JAX
-(drawing a contour reads tables without the engine)."""
+(drawing a contour reads tables without the engine).
+
+The schema (:mod:`hfpipe.results.columns`) is plain constants; the names that read and
+write tables (pandas, pyarrow) are imported on first use, so that a scan's worker
+process, which needs the schema only, does not load them.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from hfpipe.results.columns import ERROR_STATUS, EXPECTED_COLUMNS, LIMIT_COLUMNS
-from hfpipe.results.merge import merge_tables
-from hfpipe.results.parts import PartStore
-from hfpipe.results.table import read_scan_table, read_table, write_table
+
+#: public name -> the module of this package that defines it
+_HOMES = {
+    "PartStore": "parts",
+    "merge_tables": "merge",
+    "read_scan_table": "table",
+    "read_table": "table",
+    "write_table": "table",
+}
 
 __all__ = [
     "ERROR_STATUS",
@@ -17,3 +32,13 @@ __all__ = [
     "read_table",
     "write_table",
 ]
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"hfpipe.results.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'hfpipe.results' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

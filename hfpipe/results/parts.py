@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -37,7 +38,7 @@ class PartStore:
         self.directory = self.output.with_name(self.output.name + ".parts")
         self.run_digest = run_digest
 
-    def finished(self, point_digests: dict[str, str]) -> pd.DataFrame:
+    def finished(self, point_digests: Mapping[str, str]) -> pd.DataFrame:
         """Rows already computed for these points (by name → point digest), from the final
         table and the parts; the newest part wins where a point appears twice."""
         self._remove_temporaries()
@@ -66,7 +67,7 @@ class PartStore:
                     found[name] = record
         return pd.DataFrame.from_records(list(found.values()))
 
-    def write(self, frame: pd.DataFrame, point_digests: dict[str, str]) -> Path:
+    def write(self, frame: pd.DataFrame, point_digests: Mapping[str, str]) -> Path:
         """Write one finished batch as a part (atomically); named by its points."""
         names = list(frame["point"])
         key = digest([self.run_digest, names])[:20]
@@ -76,7 +77,9 @@ class PartStore:
         }
         return write_table(frame, self.directory / f"part-{key}.parquet", provenance)
 
-    def merge(self, frame: pd.DataFrame, provenance: dict, point_digests: dict[str, str]) -> Path:
+    def merge(
+        self, frame: pd.DataFrame, provenance: dict, point_digests: Mapping[str, str]
+    ) -> Path:
         """Write the whole table to the output atomically, then drop the parts."""
         provenance = {
             **provenance,

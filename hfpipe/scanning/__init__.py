@@ -1,32 +1,41 @@
 """Scans: every signal point of a patchset (or hypothesis of a signal table) through one
 compiled, batched computation, chunk by chunk, in this process or on Dask workers,
-written as it goes and resumed where it stopped."""
+written as it goes and resumed where it stopped.
 
-from hfpipe.scanning.cluster import connect, load_cluster_config, make_cluster
-from hfpipe.scanning.output import scan_to_parquet
-from hfpipe.scanning.run import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CHUNK_SIZE,
-    ScanSettings,
-    resolve_settings,
-    run_batch,
-    run_batch_here,
-    scan,
-)
-from hfpipe.scanning.union import UnionBatch, unify
+The names below are imported from their modules on first use: a scan's worker process
+imports :mod:`hfpipe.scanning.run` only, not the output, cluster and table modules
+(pandas, pyarrow, Dask) this package also holds.
+"""
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_CHUNK_SIZE",
-    "ScanSettings",
-    "UnionBatch",
-    "connect",
-    "load_cluster_config",
-    "make_cluster",
-    "resolve_settings",
-    "run_batch",
-    "run_batch_here",
-    "scan",
-    "scan_to_parquet",
-    "unify",
-]
+from __future__ import annotations
+
+import importlib
+
+#: public name -> the module of this package that defines it
+_HOMES = {
+    "DEFAULT_BATCH_SIZE": "run",
+    "DEFAULT_CHUNK_SIZE": "run",
+    "ScanSettings": "run",
+    "UnionBatch": "union",
+    "connect": "cluster",
+    "load_cluster_config": "cluster",
+    "make_cluster": "cluster",
+    "resolve_settings": "run",
+    "run_batch": "run",
+    "run_batch_here": "run",
+    "scan": "run",
+    "scan_to_parquet": "output",
+    "unify": "union",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"hfpipe.scanning.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'hfpipe.scanning' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -15,18 +15,20 @@ nothing, and a rerun with more points computes only the new ones.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 
 from hfpipe import __version__, spec
 from hfpipe.results.parts import PartStore, digest
 from hfpipe.scanning.provenance import scan_provenance
-from hfpipe.scanning.run import ScanSettings, resolve_settings, scan
+from hfpipe.scanning.run import ScanSettings, local_pool, resolve_settings, scan
 
 __all__ = ["scan_to_parquet"]
 
@@ -63,73 +65,114 @@ def scan_to_parquet(
     kinds of points.
     """
     settings = resolve_settings(settings, {k: options.pop(k) for k in _setting_names(options)})
-    ws = spec.load_workspace(workspace)
-    ps = _points(patchset, ws, settings)
-    chosen = list(points) if points is not None else list(ps.names)
-    point_digests = _point_digests(ps, chosen)
-    numeric = {k: v for k, v in asdict(settings).items() if k != "batch_size"}
-    store = PartStore(output, digest([__version__, analysis, spec.workspace_digest(ws), numeric]))
-    reuse = {}
-    if resume:
-        wanted = {name: point_digests[name] for name in chosen if name in point_digests}
-        reuse = {r["point"]: r for r in store.finished(wanted).to_dict("records")}
-        if reuse:
-            log.info("%s: %d of %d points already computed", output, len(reuse), len(chosen))
-
-    pending: list[dict] = []
-    written = [time.monotonic()]
-
-    def write_pending() -> None:
-        if pending:
-            store.write(pd.DataFrame.from_records(pending), point_digests)
-            pending.clear()
-        written[0] = time.monotonic()
-
-    def keep(records: list[dict]) -> None:
-        pending.extend(records)
-        if time.monotonic() - written[0] >= PART_SECONDS:
-            write_pending()
-
-    try:
-        frame = scan(
-            spec.PatchBase.of(ws),
-            ps,
-            points=chosen,
-            analysis=analysis,
-            settings=settings,
-            reuse=reuse,
-            on_batch=keep,
-            **options,
+    loaded = patchset if isinstance(patchset, _LOADED) else spec.load_patchset(patchset)
+    pool = _early_pool(loaded, points, output, resume, settings, options)
+    with pool or contextlib.nullcontext():
+        ws = spec.load_workspace(workspace)
+        ps = _points(loaded, ws, settings)
+        chosen = list(points) if points is not None else list(ps.names)
+        point_digests = _PointDigests(ps, chosen)
+        numeric = {k: v for k, v in asdict(settings).items() if k != "batch_size"}
+        store = PartStore(
+            output, digest([__version__, analysis, spec.workspace_digest(ws), numeric])
         )
-    finally:
-        write_pending()  # also what a failing or interrupted scan finished
-    if isinstance(ps, spec.SignalPatches):
-        provenance = scan_provenance(workspace, {}, settings, points)
-        provenance["patchset"] = ps.signals.provenance()
-    else:
-        provenance = scan_provenance(workspace, patchset, settings, points)
-    store.merge(frame, provenance, point_digests)
-    return frame
+        reuse = {}
+        if resume:
+            reuse = {r["point"]: r for r in store.finished(point_digests).to_dict("records")}
+            if reuse:
+                log.info("%s: %d of %d points already computed", output, len(reuse), len(chosen))
+
+        pending: list[dict] = []
+        written = [time.monotonic()]
+
+        def write_pending() -> None:
+            if pending:
+                store.write(pd.DataFrame.from_records(pending), point_digests)
+                pending.clear()
+            written[0] = time.monotonic()
+
+        def keep(records: list[dict]) -> None:
+            pending.extend(records)
+            if time.monotonic() - written[0] >= PART_SECONDS:
+                write_pending()
+
+        try:
+            frame = scan(
+                spec.PatchBase.of(ws),
+                ps,
+                points=chosen,
+                analysis=analysis,
+                settings=settings,
+                reuse=reuse,
+                on_batch=keep,
+                pool=pool,
+                **options,
+            )
+        finally:
+            write_pending()  # also what a failing or interrupted scan finished
+        if isinstance(ps, spec.SignalPatches):
+            provenance = scan_provenance(workspace, {}, settings, points)
+            provenance["patchset"] = ps.signals.provenance()
+        else:
+            provenance = scan_provenance(workspace, patchset, settings, points)
+        store.merge(frame, provenance, point_digests)
+        return frame
 
 
-def _points(patchset, workspace: dict, settings: ScanSettings):
-    """A loaded patchset, or signal hypotheses bound to the workspace."""
-    if isinstance(patchset, spec.SignalSet):
-        return patchset.bind(workspace, measurement=settings.measurement)
-    if isinstance(patchset, spec.PatchSet | spec.SignalPatches):
-        return patchset
-    return spec.load_patchset(patchset)
+#: patchsets and signal hypotheses as :func:`scan_to_parquet` takes them, loaded
+_LOADED = (spec.PatchSet, spec.SignalSet, spec.SignalPatches)
 
 
-def _point_digests(ps, chosen: Sequence[str]) -> dict[str, str]:
-    """Per point, the digest of what its row is computed from: its patch, or for signal
-    hypotheses its table rows and the signal config (no patch need be made for it)."""
-    if isinstance(ps, spec.SignalPatches):
-        known = set(ps.names)
-        return {name: ps.point_digest(name) for name in chosen if name in known}
-    return {
-        patch.name: digest([patch.name, patch.values, patch.operations]) for patch in ps.patches
-    }
+def _early_pool(loaded, points, output, resume: bool, settings: ScanSettings, options: dict):
+    """The process pool of a scan without a Dask client, started before the workspace is
+    read (its processes import the engine meanwhile), or None: one process, or a rerun
+    of an output that already exists (whose points may all be done)."""
+    rerun = Path(output).exists() or Path(f"{os.fspath(output)}.parts").exists()
+    if options.get("client") is not None or (resume and rerun):
+        return None
+    if points is None:
+        names = loaded.table.points if isinstance(loaded, spec.SignalSet) else loaded.names
+        points = names
+    return local_pool(None, options.get("workers", 1), len(points), settings.batch_size)
+
+
+def _points(loaded, workspace: dict, settings: ScanSettings):
+    """The loaded patchset, or signal hypotheses bound to the workspace."""
+    if isinstance(loaded, spec.SignalSet):
+        return loaded.bind(workspace, measurement=settings.measurement)
+    return loaded
+
+
+class _PointDigests(Mapping):
+    """Per chosen point, the digest of what its row is computed from: its patch, or for
+    signal hypotheses its table rows and the signal config (no patch need be made for
+    it). Each is computed when first asked for: a new scan needs a point's digest only
+    when it writes the point's row, while it waits for its workers (serialising every
+    patch of 1Lbb up front took 0.8 s)."""
+
+    def __init__(self, ps, chosen: Sequence[str]):
+        self._ps = ps
+        self._names = set(chosen) & set(ps.names)
+        self._found: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._found:
+            self._found[name] = self._digest(name)
+        return self._found[name]
+
+    def _digest(self, name: str) -> str:
+        if isinstance(self._ps, spec.SignalPatches):
+            return self._ps.point_digest(name)
+        patch = self._ps[name]
+        return digest([patch.name, patch.values, patch.operations])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def _setting_names(options: dict) -> list[str]:

@@ -113,8 +113,10 @@ class ProcessPool:
     Each process runs one batch at a time with one XLA thread; together they use every
     core. A batch is a pure function of its points' numbers, so where it runs does not
     change its rows: a scan's table is the same, bit for bit, on one process or many.
-    The pool is started as soon as a scan knows it needs one, so that the processes'
-    start-up overlaps the preparation of the points.
+    The processes are spawned when the pool is made (an executor spawns them at its
+    first tasks: each is given an empty one), so that their start-up overlaps whatever
+    the caller does until the first real task: a scan makes its pool as soon as it
+    knows it needs one, before it reads and prepares its inputs.
     """
 
     def __init__(self, processes: int):
@@ -123,6 +125,8 @@ class ProcessPool:
         self._executor = concurrent.futures.ProcessPoolExecutor(
             processes, mp_context=context, initializer=_start_engine
         )
+        for _ in range(processes):
+            self._executor.submit(int)
 
     def submit_all(self, function, tasks) -> list[concurrent.futures.Future]:
         """``function(*task)`` of every task, queued for the processes in order."""

@@ -5,6 +5,10 @@ Everything here raises :mod:`hfpipe.errors` exceptions whose text is one line,
 ``file: json.path: problem``, so the command line can show it instead of a traceback.
 """
 
+from __future__ import annotations
+
+import importlib
+
 from .combine import JOINS, combine_workspaces, sort_workspace
 from .hs3 import from_hs3, to_hs3
 from .io import load_json
@@ -13,9 +17,12 @@ from .patches import PatchBase, apply_patches, load_patch
 from .patchset import Patch, PatchSet, load_patchset, verify_patchset
 from .patchset_tools import extract_patch, rebase_patchset
 from .reduce import PruneReport, Removal, prune_by_impact, prune_by_size
-from .signals import InvalidSignals, SignalPatches, SignalSet, load_signals
 from .surgery import prune_workspace, remove_modifiers, rename_workspace
 from .workspace import load_workspace, validate_workspace, workspace_digest
+
+#: the signal-table names, imported on first use: they read tables with pandas, which
+#: a process that only patches and checks workspaces (a scan's worker) does not need
+_SIGNALS = {"InvalidSignals", "SignalPatches", "SignalSet", "load_signals"}
 
 __all__ = [
     "JOINS",
@@ -51,3 +58,13 @@ __all__ = [
     "verify_patchset",
     "workspace_digest",
 ]
+
+
+def __getattr__(name: str):
+    if name in _SIGNALS:
+        return getattr(importlib.import_module("hfpipe.spec.signals"), name)
+    raise AttributeError(f"module 'hfpipe.spec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SIGNALS)
