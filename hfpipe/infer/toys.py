@@ -97,6 +97,7 @@ __all__ = [
     "toy_batch_size",
     "toy_distributions",
     "toy_hypotest_batch",
+    "toys_per_call",
 ]
 
 #: Hypotheses in key order: toys of ``HYPOTHESES[h]`` use ``fold_in(key(seed), h)``.
@@ -328,6 +329,13 @@ def _observed_fits(structure, numbers, mu, test_stat, lanes, options):
     return fits, float(q_obs)
 
 
+def toys_per_call(structure: Structure, batch_size: int | None = DEFAULT_TOY_BATCH_SIZE) -> int:
+    """Toys of each hypothesis whose fits (2 hypotheses) fill one compiled call of
+    :func:`toy_distributions`: a chunk of a multiple of this many wastes no fits."""
+    lanes = toy_batch_size(structure) if batch_size is None else batch_size
+    return queue_length(lanes) // 2
+
+
 def toy_distributions(
     structure: Structure,
     numbers: Numbers,
@@ -358,7 +366,7 @@ def toy_distributions(
     tested = float(tested_value(test_stat, mu))
     observed, q_obs = _observed_fits(structure, numbers, mu, test_stat, lanes, options)
     generating = (observed.pars[2], observed.pars[3])  # signal, background
-    size = queue_length(lanes) // 2  # toys whose fits (2 hypotheses) fill a queue
+    size = toys_per_call(structure, lanes)
     qs, oks = [], []
     for start in range(first_toy, first_toy + ntoys, size):
         count = min(size, first_toy + ntoys - start)

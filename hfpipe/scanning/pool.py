@@ -2,9 +2,9 @@
 
 hfpipe's JAX runs on one core per process (``hfpipe/_jax.py``: with more XLA threads,
 batched fits wedge XLA's CPU runtime), so one machine uses its cores with several
-processes: a scan's batches go to a :class:`ProcessPool`, and a point's toys are split
-into contiguous chunks, one process each, merged into the distribution of one run
-(toys depend on their index only, see :mod:`hfpipe.infer.toys`). The processes are
+processes: a scan's batches go to a :class:`ProcessPool`, and a point's toys are cut
+into chunks that this process and spawned ones take in turn, merged into the
+distribution of one run (toys depend on their index only, see :mod:`hfpipe.infer.toys`). The processes are
 spawned (JAX does not survive a fork): each imports hfpipe and loads its compiled fits
 (seconds; from the persistent cache after the first), which pays off for work of tens
 of seconds or more. Spawning re-imports the caller's main module: scripts must call
@@ -13,15 +13,23 @@ this under ``if __name__ == "__main__":``.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
-import itertools
+import functools
 import multiprocessing
 import os
+import threading
 
 import jax
 import numpy as np
 
-from hfpipe.infer.toys import ToyDistributions, merge, toy_distributions
+from hfpipe.infer.toys import (
+    DEFAULT_TOY_BATCH_SIZE,
+    ToyDistributions,
+    merge,
+    toy_distributions,
+    toys_per_call,
+)
 from hfpipe.model.structure import Numbers, Structure
 
 __all__ = [
@@ -31,6 +39,12 @@ __all__ = [
     "toy_processes_for",
     "toys_in_processes",
 ]
+
+
+#: Chunks a process of :func:`toys_in_processes` takes, about: enough that all finish
+#: within about one chunk of each other, few enough that a chunk's own fits (to the
+#: observed data) and its last, partly filled call stay small.
+CHUNKS_PER_PROCESS = 8
 
 
 def toys_in_processes(
@@ -44,24 +58,54 @@ def toys_in_processes(
     **settings,
 ) -> ToyDistributions:
     """:func:`~hfpipe.infer.toys.toy_distributions` of toys ``first_toy …
-    first_toy+ntoys-1`` in ``workers`` processes; ``settings`` are its other keywords."""
-    edges = np.linspace(first_toy, first_toy + ntoys, min(workers, ntoys) + 1).astype(int)
+    first_toy+ntoys-1`` in ``workers`` processes (this one and ``workers - 1`` spawned);
+    ``settings`` are its other keywords.
+
+    The toys are cut into chunks (about :data:`CHUNKS_PER_PROCESS` a process, whole
+    compiled calls each) that every process takes in order as it gets free, this one
+    included: a spawned process starts seconds later than this one (imports, loading the
+    compiled fits), and fixed shares would leave this one waiting for it."""
+    per_call = toys_per_call(structure, settings.get("batch_size", DEFAULT_TOY_BATCH_SIZE))
+    chunk = per_call * max(1, -(-ntoys // (CHUNKS_PER_PROCESS * workers * per_call)))
+    chunks = [
+        (start, min(chunk, first_toy + ntoys - start))
+        for start in range(first_toy, first_toy + ntoys, chunk)
+    ]
     numbers = jax.tree.map(np.asarray, numbers)
+    work = functools.partial(toy_distributions, structure, numbers, mu, **settings)
+    waiting = collections.deque(enumerate(chunks))
+    lock = threading.Lock()
+    done: dict[int, ToyDistributions] = {}
+
+    def take(run) -> None:
+        """Run chunks until none is left (none is left either once a chunk failed)."""
+        try:
+            while True:
+                with lock:
+                    if not waiting:
+                        return
+                    k, (start, count) = waiting.popleft()
+                done[k] = run(ntoys=count, first_toy=start)
+        except BaseException:
+            waiting.clear()
+            raise
+
+    if workers < 2:
+        return work(ntoys=ntoys, first_toy=first_toy)
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(len(edges) - 1, mp_context=context) as pool:
-        chunks = [
-            pool.submit(
-                toy_distributions,
-                structure,
-                numbers,
-                mu,
-                ntoys=int(end - start),
-                first_toy=int(start),
-                **settings,
-            )
-            for start, end in itertools.pairwise(edges)
+    spawned = workers - 1
+    with (
+        concurrent.futures.ProcessPoolExecutor(spawned, mp_context=context) as pool,
+        concurrent.futures.ThreadPoolExecutor(spawned) as feeders,
+    ):
+        fed = [
+            feeders.submit(take, lambda **chunk: pool.submit(work, **chunk).result())
+            for _ in range(spawned)
         ]
-        return merge([chunk.result() for chunk in chunks])
+        take(work)
+        for feeder in fed:
+            feeder.result()
+    return merge([done[k] for k in range(len(chunks))])
 
 
 def available_cores() -> int:
@@ -166,8 +210,11 @@ class ProcessPool:
                 except Exception as error:
                     yield k, error
 
-    def close(self) -> None:
-        self._executor.shutdown(cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        """Stop the processes once their tasks are done (queued ones are dropped). With
+        ``wait=False`` this returns at once and the processes end meanwhile (the
+        interpreter waits for them at its exit); closing again does not wait."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
     def __enter__(self) -> ProcessPool:
         return self

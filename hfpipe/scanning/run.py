@@ -318,7 +318,6 @@ def scan(
 
     # validated by _load (or earlier: a PatchBase)
     background = workspace if isinstance(workspace, spec.PatchBase) else spec.PatchBase.of(ws)
-    compiled_background = SampleCache(background.workspace)
     labels = _label_columns(ps.labels, file)
     rows: dict[int, dict] = {}
     todo = [i for i, name in enumerate(names) if name not in reuse]
@@ -327,6 +326,9 @@ def scan(
     own_pool = pool is None
     if own_pool:
         pool = local_pool(client, workers, points=len(todo), batch_size=settings.batch_size)
+    # the background's compiled samples, for points prepared here (a pool's workers
+    # make their own)
+    compiled_background = SampleCache(background.workspace) if pool is None else None
     with pool if own_pool and pool is not None else contextlib.nullcontext():
         computed = 0
         chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
