@@ -97,8 +97,10 @@ def _signature(point: _Point) -> dict[str, tuple[str, int, str | None]]:
     }
 
 
-def _compatible(group: list[_Point], point: _Point) -> bool:
-    first = group[0].structure
+def _compatible(first: Structure, known: Mapping, point: _Point, signature: Mapping) -> bool:
+    """Whether ``point`` (its :func:`_signature`) joins a group whose first member has
+    structure ``first`` and whose members' parameters are ``known`` (the union of their
+    signatures, which agree wherever they share a name)."""
     s = point.structure
     if (s.channels, s.channel_bins, s.poi_name) != (
         first.channels,
@@ -112,10 +114,7 @@ def _compatible(group: list[_Point], point: _Point) -> bool:
         first.clip_yields,
     ):
         return False
-    known: dict = {}
-    for member in group:
-        known |= _signature(member)
-    return all(known.get(k, v) == v for k, v in _signature(point).items())
+    return all(known.get(k, v) == v for k, v in signature.items())
 
 
 def unify(
@@ -131,15 +130,17 @@ def unify(
     in_all = set.intersection(*({ps.name for ps in s.parameter_sets} for s, _ in models))
     common = background_parameters | in_all
     points = [_canonical(s, n, background_samples, common) for s, n in models]
-    groups: list[list[int]] = []
+    signatures = [_signature(point) for point in points]
+    groups: list[tuple[list[int], dict]] = []  # members, the union of their signatures
     for i, point in enumerate(points):
-        for group in groups:
-            if _compatible([points[j] for j in group], point):
-                group.append(i)
+        for members, known in groups:
+            if _compatible(points[members[0]].structure, known, point, signatures[i]):
+                members.append(i)
+                known.update(signatures[i])
                 break
         else:
-            groups.append([i])
-    return [_build([points[j] for j in group], group) for group in groups]
+            groups.append(([i], dict(signatures[i])))
+    return [_build([points[j] for j in members], members) for members, _ in groups]
 
 
 def _build(points: list[_Point], members: list[int]) -> UnionBatch:
@@ -147,13 +148,14 @@ def _build(points: list[_Point], members: list[int]) -> UnionBatch:
     sets: dict[str, ParameterSet] = {}
     normsys, histosys = set(), set()
     for p in points:
+        local: dict[int, int] = {}  # the point's parameter index -> the union's
         for name, ps in zip(p.parameters, p.structure.parameter_sets, strict=True):
             if name not in sets:
                 start = sum(s.size for s in sets.values())
                 sets[name] = ParameterSet(name, ps.kind, start, ps.size, ps.constraint)
-            local = {ps.start + k: sets[name].start + k for k in range(ps.size)}
-            normsys |= {local[q] for q in p.structure.normsys_params if q in local}
-            histosys |= {local[q] for q in p.structure.histosys_params if q in local}
+            local.update((ps.start + k, sets[name].start + k) for k in range(ps.size))
+        normsys |= {local[q] for q in p.structure.normsys_params}
+        histosys |= {local[q] for q in p.structure.histosys_params}
     slots: dict[tuple[str, str, int], int] = {}
     for p in points:
         for key in p.slots:
@@ -220,10 +222,11 @@ def _pad(point: _Point, union: Structure, sets: dict, slots: dict) -> tuple[Numb
     nominal[slot_map] = n.nominal
 
     def rows(union_rows, local_rows, values, neutral):
-        out = np.full((len(union_rows), n_slots), neutral, dtype=np.asarray(values).dtype)
+        values = np.asarray(values)
+        out = np.full((len(union_rows), n_slots), neutral, dtype=values.dtype)
         index = {q: r for r, q in enumerate(union_rows)}
-        for r, q in enumerate(local_rows):
-            out[index[to_union[q]], slot_map] = values[r]
+        targets = np.array([index[to_union[q]] for q in local_rows], dtype=int)
+        out[targets[:, None], slot_map] = values
         return out
 
     factor_mask = rows(union.factor_params, s.factor_params, np.asarray(n.factor_mask), False)
