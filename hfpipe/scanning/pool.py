@@ -19,23 +19,19 @@ import functools
 import multiprocessing
 import os
 import threading
+from typing import TYPE_CHECKING
 
-import jax
 import numpy as np
 
-from hfpipe.infer.toys import (
-    DEFAULT_TOY_BATCH_SIZE,
-    ToyDistributions,
-    merge,
-    toy_distributions,
-    toys_per_call,
-)
-from hfpipe.model.structure import Numbers, Structure
+if TYPE_CHECKING:  # the engine is imported where toys are run: a pool starts without it
+    from hfpipe.infer.toys import ToyDistributions
+    from hfpipe.model.structure import Numbers, Structure
 
 __all__ = [
     "ProcessPool",
     "available_cores",
     "processes_for",
+    "speculative_pool",
     "toy_processes_for",
     "toys_in_processes",
 ]
@@ -65,13 +61,15 @@ def toys_in_processes(
     compiled calls each) that every process takes in order as it gets free, this one
     included: a spawned process starts seconds later than this one (imports, loading the
     compiled fits), and fixed shares would leave this one waiting for it."""
+    from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, merge, toy_distributions, toys_per_call
+
     per_call = toys_per_call(structure, settings.get("batch_size", DEFAULT_TOY_BATCH_SIZE))
     chunk = per_call * max(1, -(-ntoys // (CHUNKS_PER_PROCESS * workers * per_call)))
     chunks = [
         (start, min(chunk, first_toy + ntoys - start))
         for start in range(first_toy, first_toy + ntoys, chunk)
     ]
-    numbers = jax.tree.map(np.asarray, numbers)
+    numbers = type(numbers)(*map(np.asarray, numbers))
     work = functools.partial(toy_distributions, structure, numbers, mu, **settings)
     waiting = collections.deque(enumerate(chunks))
     lock = threading.Lock()
@@ -146,6 +144,26 @@ def toy_processes_for(ntoys: int, workers: int | None) -> int:
     return max(1, min(available_cores(), 2 * ntoys // MIN_TOYS_PER_PROCESS))
 
 
+#: Inputs (patchset or signal table) of at least this many bytes make
+#: :func:`speculative_pool` start a pool: a scan that large likely needs one.
+SPECULATIVE_INPUT_BYTES = 256 * 1024
+
+
+def speculative_pool(workers: int | None, inputs: os.PathLike | str | None) -> ProcessPool | None:
+    """A pool of ``workers`` processes (None: every core) started before a scan knows
+    how many it needs, so that they import the engine while this process does and reads
+    the inputs; the scan keeps it or terminates it
+    (:func:`~hfpipe.scanning.output.scan_to_parquet`). None where one process is asked
+    for, the machine has one core, or the ``inputs`` file is small (under
+    :data:`SPECULATIVE_INPUT_BYTES`: a scan that likely needs no pool)."""
+    processes = available_cores() if workers is None else workers
+    try:
+        large = inputs is not None and os.stat(inputs).st_size >= SPECULATIVE_INPUT_BYTES
+    except OSError:  # the scan reports a missing input
+        large = False
+    return ProcessPool(processes) if processes > 1 and large else None
+
+
 def _start_engine() -> None:
     """Worker initializer: import the engine (JAX and its settings) before the first task."""
     import hfpipe.scanning.run  # noqa: F401
@@ -210,14 +228,27 @@ class ProcessPool:
                 except Exception as error:
                     yield k, error
 
-    def close(self, wait: bool = True) -> None:
-        """Stop the processes once their tasks are done (queued ones are dropped). With
-        ``wait=False`` this returns at once and the processes end meanwhile (the
-        interpreter waits for them at its exit); closing again does not wait."""
-        self._executor.shutdown(wait=wait, cancel_futures=True)
+    def terminate(self) -> None:
+        """Stop the processes now, whatever they are doing (a pool started before it was
+        known to be needed, see :func:`speculative_pool`)."""
+        terminate_workers = getattr(self._executor, "terminate_workers", None)  # 3.14+
+        if terminate_workers is not None:
+            terminate_workers()
+            return
+        for process in list((self._executor._processes or {}).values()):
+            process.terminate()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        self._executor.shutdown(cancel_futures=True)
 
     def __enter__(self) -> ProcessPool:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        """Close the pool; after an error its processes are stopped at once (their
+        results are not wanted, and one may still be starting)."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()
