@@ -11,7 +11,7 @@ precision first; see ``hfpipe._jax``).
 
 from __future__ import annotations
 
-import importlib
+from hfpipe._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -27,14 +27,6 @@ __all__ = [
     "upper_limits",
 ]
 
-_API = set(__all__) - {"__version__"}
-
-
-def __getattr__(name: str):
-    if name in _API:
-        return getattr(importlib.import_module("hfpipe.api"), name)
-    raise AttributeError(f"module 'hfpipe' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _API)
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: "hfpipe.api" for name in __all__ if name != "__version__"}
+)

@@ -9,8 +9,7 @@ process, which needs the schema only, does not load them.
 
 from __future__ import annotations
 
-import importlib
-
+from hfpipe._lazy import lazy_names
 from hfpipe.results.columns import ERROR_STATUS, EXPECTED_COLUMNS, LIMIT_COLUMNS
 
 #: public name -> the module of this package that defines it
@@ -34,11 +33,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _HOMES:
-        return getattr(importlib.import_module(f"hfpipe.results.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'hfpipe.results' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: f"hfpipe.results.{module}" for name, module in _HOMES.items()}
+)

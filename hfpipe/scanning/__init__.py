@@ -9,7 +9,7 @@ imports :mod:`hfpipe.scanning.run` only, not the output, cluster and table modul
 
 from __future__ import annotations
 
-import importlib
+from hfpipe._lazy import lazy_names
 
 #: public name -> the module of this package that defines it
 _HOMES = {
@@ -31,11 +31,6 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str):
-    if name in _HOMES:
-        return getattr(importlib.import_module(f"hfpipe.scanning.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'hfpipe.scanning' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: f"hfpipe.scanning.{module}" for name, module in _HOMES.items()}
+)

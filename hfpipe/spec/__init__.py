@@ -7,7 +7,7 @@ Everything here raises :mod:`hfpipe.errors` exceptions whose text is one line,
 
 from __future__ import annotations
 
-import importlib
+from hfpipe._lazy import lazy_names
 
 from .combine import JOINS, combine_workspaces, sort_workspace
 from .hs3 import from_hs3, to_hs3
@@ -60,11 +60,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _SIGNALS:
-        return getattr(importlib.import_module("hfpipe.spec.signals"), name)
-    raise AttributeError(f"module 'hfpipe.spec' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _SIGNALS)
+__getattr__, __dir__ = lazy_names(__name__, dict.fromkeys(_SIGNALS, "hfpipe.spec.signals"))
