@@ -24,12 +24,9 @@ __all__ = ["copy_json", "first_path", "is_non_finite", "is_path", "load_json", "
 
 _GZIP_MAGIC = b"\x1f\x8b"
 #: what a number must have to overflow a double: an exponent of three digits or more
-#: (1e309 and beyond) after a digit and before the number's end, or a run of 200 digits
-#: (a mantissa that long reaches 1e309 with a two-digit exponent). A cheap search of the
-#: raw text says whether a document can hold one before any float is checked; the
-#: exponent must end the token, or every patchset's sha256 digest ("...1e921d...")
-#: would look like one.
-_MAY_OVERFLOW = re.compile(rb'(?<=[0-9])[eE]\+?0*[1-9][0-9]{2,}(?![0-9A-Za-z_."])|[0-9]{200}')
+#: (1e309 and beyond) or 309 digits before it (a cheap search of the raw text says
+#: whether a document can hold one before any float is checked)
+_MAY_OVERFLOW = re.compile(rb"[eE]\+?0*[1-9][0-9]{2}|[0-9]{309}")
 
 
 class _NonFinite:
