@@ -132,51 +132,42 @@ def scan(
     Finished batches are kept next to the output (OUTPUT.parts/) as they come in; a
     killed scan rerun with the same output computes only the missing points.
     """
-    from hfpipe.scanning.pool import speculative_pool
+    from hfpipe.scanning import ScanSettings, scan_to_parquet
+    from hfpipe.scanning.cluster import connect
 
-    # started before the engine is imported: its processes import theirs meanwhile
-    pool = None if scheduler else speculative_pool(workers, patchset or signals)
-    try:
-        from hfpipe.scanning import ScanSettings, scan_to_parquet
-        from hfpipe.scanning.cluster import connect
+    points_source = signal_source(patchset, signals, signals_config)
 
-        points_source = signal_source(patchset, signals, signals_config)
-
-        overrides = {"batch_size": batch_size} if batch_size else {}
-        settings = ScanSettings(
-            mu=poi_value,
-            test_stat=test_stat,
-            upper_limits=upper_limits,
-            significance=significance,
-            cl=cl,
-            normsys_code=normsys_code,
-            histosys_code=histosys_code,
-            measurement=measurement,
-            calctype=calctype,
-            ntoys=ntoys,
-            seed=seed,
-            toy_batch_size=toy_batch_size,
-            clip_negative_yields=clip_negative_yields,
-            **overrides,
+    overrides = {"batch_size": batch_size} if batch_size else {}
+    settings = ScanSettings(
+        mu=poi_value,
+        test_stat=test_stat,
+        upper_limits=upper_limits,
+        significance=significance,
+        cl=cl,
+        normsys_code=normsys_code,
+        histosys_code=histosys_code,
+        measurement=measurement,
+        calctype=calctype,
+        ntoys=ntoys,
+        seed=seed,
+        toy_batch_size=toy_batch_size,
+        clip_negative_yields=clip_negative_yields,
+        **overrides,
+    )
+    chosen = [p.strip() for p in points.split(",")] if points else None
+    with connect(scheduler, cluster_config, workers) as client:
+        frame = scan_to_parquet(
+            background,
+            points_source,
+            output,
+            points=chosen,
+            analysis=analysis,
+            settings=settings,
+            resume=resume,
+            client=client,
+            workers=workers if client is None else None,
+            progress=True,
         )
-        chosen = [p.strip() for p in points.split(",")] if points else None
-        with connect(scheduler, cluster_config, workers) as client:
-            frame = scan_to_parquet(
-                background,
-                points_source,
-                output,
-                points=chosen,
-                analysis=analysis,
-                settings=settings,
-                resume=resume,
-                client=client,
-                workers=workers if client is None else None,
-                progress=True,
-                pool=pool,
-            )
-    finally:
-        if pool is not None:
-            pool.terminate()  # a scan that failed early leaves none of its processes
     bad = frame[frame["status"] != "ok"]
     for _, row in frame[(frame["status"] != "ok") | (frame["message"] != "")].iterrows():
         warn(f"{row['point']}: {row['status']}: {row['message']}")

@@ -50,7 +50,6 @@ def scan_to_parquet(
     analysis: str | None = None,
     settings: ScanSettings | None = None,
     resume: bool = True,
-    pool: ProcessPool | None = None,
     **options,
 ) -> pd.DataFrame:
     """:func:`~hfpipe.scanning.scan` writing to ``output`` (Parquet) as it goes.
@@ -68,13 +67,11 @@ def scan_to_parquet(
 
     Without a Dask client the scan runs on a process pool where it needs one
     (``workers``, see :func:`~hfpipe.scanning.scan`), started as soon as the points are
-    counted; ``pool``: one started earlier still
-    (:func:`~hfpipe.scanning.pool.speculative_pool`), kept if the scan needs as many
-    processes and terminated otherwise. The pool is closed when the scan ends.
+    counted, so that its processes start up while the workspace is read.
     """
     settings = resolve_settings(settings, {k: options.pop(k) for k in _setting_names(options)})
     loaded = patchset if isinstance(patchset, _LOADED) else spec.load_patchset(patchset)
-    pool = _scan_pool(pool, loaded, points, output, resume, settings, options)
+    pool = _scan_pool(loaded, points, output, resume, settings, options)
     with pool or contextlib.nullcontext():
         ws = spec.load_workspace(workspace)
         ps = _points(loaded, ws, settings)
@@ -131,22 +128,16 @@ def scan_to_parquet(
 _LOADED = (spec.PatchSet, spec.SignalSet, spec.SignalPatches)
 
 
-def _scan_pool(started, loaded, points, output, resume: bool, settings, options: dict):
+def _scan_pool(loaded, points, output, resume: bool, settings, options: dict):
     """The process pool of a scan without a Dask client, started before the workspace is
     read (its processes import the engine meanwhile), or None: one process, or a rerun
-    of an output that already exists (whose points may all be done). A ``started``
-    pool is the one returned if it has as many processes, else it is terminated."""
+    of an output that already exists (whose points may all be done)."""
     rerun = Path(output).exists() or Path(f"{os.fspath(output)}.parts").exists()
-    processes = 1
-    if options.get("client") is None and not (resume and rerun):
-        if points is None:
-            points = loaded.table.points if isinstance(loaded, spec.SignalSet) else loaded.names
-        batches = -(-len(points) // settings.batch_size)
-        processes = processes_for(batches, options.get("workers", 1))
-    if started is not None and started.processes == processes:
-        return started
-    if started is not None:
-        started.terminate()
+    if options.get("client") is not None or (resume and rerun):
+        return None
+    if points is None:
+        points = loaded.table.points if isinstance(loaded, spec.SignalSet) else loaded.names
+    processes = processes_for(-(-len(points) // settings.batch_size), options.get("workers", 1))
     return ProcessPool(processes) if processes > 1 else None
 
 

@@ -31,7 +31,6 @@ __all__ = [
     "ProcessPool",
     "available_cores",
     "processes_for",
-    "speculative_pool",
     "toy_processes_for",
     "toys_in_processes",
 ]
@@ -144,26 +143,6 @@ def toy_processes_for(ntoys: int, workers: int | None) -> int:
     return max(1, min(available_cores(), 2 * ntoys // MIN_TOYS_PER_PROCESS))
 
 
-#: Inputs (patchset or signal table) of at least this many bytes make
-#: :func:`speculative_pool` start a pool: a scan that large likely needs one.
-SPECULATIVE_INPUT_BYTES = 256 * 1024
-
-
-def speculative_pool(workers: int | None, inputs: os.PathLike | str | None) -> ProcessPool | None:
-    """A pool of ``workers`` processes (None: every core) started before a scan knows
-    how many it needs, so that they import the engine while this process does and reads
-    the inputs; the scan keeps it or terminates it
-    (:func:`~hfpipe.scanning.output.scan_to_parquet`). None where one process is asked
-    for, the machine has one core, or the ``inputs`` file is small (under
-    :data:`SPECULATIVE_INPUT_BYTES`: a scan that likely needs no pool)."""
-    processes = available_cores() if workers is None else workers
-    try:
-        large = inputs is not None and os.stat(inputs).st_size >= SPECULATIVE_INPUT_BYTES
-    except OSError:  # the scan reports a missing input
-        large = False
-    return ProcessPool(processes) if processes > 1 and large else None
-
-
 def _start_engine() -> None:
     """Worker initializer: import the engine (JAX and its settings) before the first task."""
     import hfpipe.scanning.run  # noqa: F401
@@ -229,8 +208,8 @@ class ProcessPool:
                     yield k, error
 
     def terminate(self) -> None:
-        """Stop the processes now, whatever they are doing (a pool started before it was
-        known to be needed, see :func:`speculative_pool`)."""
+        """Stop the processes now, whatever they are doing (after an error: their results
+        are not wanted, and one may still be starting)."""
         terminate_workers = getattr(self._executor, "terminate_workers", None)  # 3.14+
         if terminate_workers is not None:
             terminate_workers()
