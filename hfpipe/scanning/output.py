@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Finished rows are written as a part at least this often (seconds), not once per
 #: batch: a part is a Parquet file, and a scan of small batches would spend more time
-#: writing parts than fitting. A killed scan loses at most this much work.
+#: writing parts than fitting. A killed scan loses at most this much work. The first
+#: finished batch is written at once, so that even a short scan shows progress on disk.
 PART_SECONDS = 2.0
 
 
@@ -88,7 +90,7 @@ def scan_to_parquet(
                 log.info("%s: %d of %d points already computed", output, len(reuse), len(chosen))
 
         pending: list[dict] = []
-        written = [time.monotonic()]
+        written = [-math.inf]  # the first batch is written at once
 
         def write_pending() -> None:
             if pending:
