@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -48,7 +47,6 @@ def main() -> None:
             f"{time.perf_counter() - start:.1f} s, {(frame['status'] == 'ok').sum()} ok",
             flush=True,
         )
-    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,4 @@ __all__ = [
     "upper_limits",
 ]
 
-__getattr__, __dir__ = lazy_names(
-    __name__, {name: "hfpipe.api" for name in __all__ if name != "__version__"}
-)
+__getattr__, __dir__ = lazy_names(__name__, dict.fromkeys(set(__all__) - {"__version__"}, "api"))

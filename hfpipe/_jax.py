@@ -8,10 +8,10 @@ hfpipe.infer) is first imported.
 * One XLA CPU worker thread. With more, batched Newton fits of large models wedged
   XLA's CPU runtime for good (jax-ml/jax#25861, PyAutoFit #1528/#1530: the call never
   returns, every XLA thread parked; still so with jax 0.10, see docs/performance.md);
-  with one thread in XLA's intra-op pool they did not. XLA sizes that pool from the CPUs the process may use when its CPU client
-  starts, so the client is started while the process is restricted to one CPU, then
-  every thread gets all CPUs back. Several processes (Dask workers, batch jobs) use
-  several cores.
+  with one thread in XLA's intra-op pool they did not. XLA sizes that pool from the
+  CPUs the process may use when its CPU client starts, so the client is started while
+  the process is restricted to one CPU, then every thread gets all CPUs back. Several
+  processes (Dask workers, batch jobs) use several cores.
 * Synchronous CPU dispatch (``jax_cpu_enable_async_dispatch`` off), for the same
   reason (jax-ml/jax#25861); hfpipe blocks on each batch's result anyway.
 * A persistent compilation cache (``jax_compilation_cache_dir``): every process that

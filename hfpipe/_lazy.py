@@ -10,11 +10,11 @@ from collections.abc import Callable, Mapping
 
 def lazy_names(package: str, homes: Mapping[str, str]) -> tuple[Callable, Callable]:
     """The ``__getattr__`` and ``__dir__`` of ``package``: each name of ``homes`` is
-    looked up in its module (name -> absolute module name) when first asked for."""
+    looked up in its module (name -> module of the package) when first asked for."""
 
     def __getattr__(name: str):
         if name in homes:
-            return getattr(importlib.import_module(homes[name]), name)
+            return getattr(importlib.import_module(f"{package}.{homes[name]}"), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:

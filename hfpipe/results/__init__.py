@@ -33,6 +33,4 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_names(
-    __name__, {name: f"hfpipe.results.{module}" for name, module in _HOMES.items()}
-)
+__getattr__, __dir__ = lazy_names(__name__, _HOMES)

@@ -31,6 +31,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-__getattr__, __dir__ = lazy_names(
-    __name__, {name: f"hfpipe.scanning.{module}" for name, module in _HOMES.items()}
-)
+__getattr__, __dir__ = lazy_names(__name__, _HOMES)

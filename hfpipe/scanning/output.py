@@ -28,9 +28,8 @@ import pandas as pd
 
 from hfpipe import __version__, spec
 from hfpipe.results.parts import PartStore, digest
-from hfpipe.scanning.pool import ProcessPool, processes_for
 from hfpipe.scanning.provenance import scan_provenance
-from hfpipe.scanning.run import ScanSettings, resolve_settings, scan
+from hfpipe.scanning.run import ScanSettings, local_pool, resolve_settings, scan
 
 __all__ = ["scan_to_parquet"]
 
@@ -139,8 +138,7 @@ def _scan_pool(loaded, points, output, resume: bool, settings, options: dict):
         return None
     if points is None:
         points = loaded.table.points if isinstance(loaded, spec.SignalSet) else loaded.names
-    processes = processes_for(-(-len(points) // settings.batch_size), options.get("workers", 1))
-    return ProcessPool(processes) if processes > 1 else None
+    return local_pool(None, options.get("workers", 1), len(points), settings.batch_size)
 
 
 def _points(loaded, workspace: dict, settings: ScanSettings):

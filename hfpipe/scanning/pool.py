@@ -4,10 +4,10 @@ hfpipe's JAX runs on one core per process (``hfpipe/_jax.py``: with more XLA thr
 batched fits wedge XLA's CPU runtime), so one machine uses its cores with several
 processes: a scan's batches go to a :class:`ProcessPool`, and a point's toys are cut
 into chunks that this process and spawned ones take in turn, merged into the
-distribution of one run (toys depend on their index only, see :mod:`hfpipe.infer.toys`). The processes are
-spawned (JAX does not survive a fork): each imports hfpipe and loads its compiled fits
-(seconds; from the persistent cache after the first), which pays off for work of tens
-of seconds or more. Spawning re-imports the caller's main module: scripts must call
+distribution of one run (toys depend on their index only, see :mod:`hfpipe.infer.toys`).
+The processes are spawned (JAX does not survive a fork): each imports hfpipe and loads
+its compiled fits (seconds; from the persistent cache after the first), which pays off
+for work of tens of seconds or more. Spawning re-imports the caller's main module: scripts must call
 this under ``if __name__ == "__main__":``.
 """
 
@@ -70,6 +70,8 @@ def toys_in_processes(
     ]
     numbers = type(numbers)(*map(np.asarray, numbers))
     work = functools.partial(toy_distributions, structure, numbers, mu, **settings)
+    if workers < 2:
+        return work(ntoys=ntoys, first_toy=first_toy)
     waiting = collections.deque(enumerate(chunks))
     lock = threading.Lock()
     done: dict[int, ToyDistributions] = {}
@@ -87,8 +89,6 @@ def toys_in_processes(
             waiting.clear()
             raise
 
-    if workers < 2:
-        return work(ntoys=ntoys, first_toy=first_toy)
     context = multiprocessing.get_context("spawn")
     spawned = workers - 1
     with (

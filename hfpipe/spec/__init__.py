@@ -60,4 +60,4 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_names(__name__, dict.fromkeys(_SIGNALS, "hfpipe.spec.signals"))
+__getattr__, __dir__ = lazy_names(__name__, dict.fromkeys(_SIGNALS, "signals"))
