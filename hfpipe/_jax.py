@@ -27,11 +27,17 @@ hfpipe.infer) is first imported.
   only then does JAX take a file lock around every read and write of it, and without
   the lock a process could read an entry that another is still writing (a scan's
   workers compile the same functions at once) and abort deserializing it.
+* One compilation of a function across processes: a scan's or a toy run's processes
+  start together, with an empty cache all would compile the same fit at once, each
+  slower for sharing the cores with the others' compilers. A process that misses the
+  cache takes a file lock for that entry, looks again and compiles only if it still
+  misses; the others wait, then load what it wrote. A hit takes no lock.
 
 Import hfpipe's engine before running JAX computations, so that these settings apply.
 """
 
 import contextlib
+import functools
 import hashlib
 import os
 import platform
@@ -112,3 +118,71 @@ def _enable_compilation_cache() -> None:
 
 
 _enable_compilation_cache()
+
+
+#: Lock files of :func:`_compile_once_across_processes`: cache keys share them by their
+#: digest (a bounded number of files; two entries rarely wait for each other).
+_COMPILE_LOCKS = 256
+#: Seconds a process waits for another's compilation before it compiles too.
+_COMPILE_LOCK_TIMEOUT = 300.0
+
+
+def _compile_lock(cache_key: str):
+    """The file lock of compiling ``cache_key``, or None (no local cache folder)."""
+    import filelock
+
+    folder = jax.config.jax_compilation_cache_dir
+    if not folder or "://" in folder:  # no cache, or one in a remote store
+        return None
+    slot = int(hashlib.sha256(cache_key.encode()).hexdigest(), 16) % _COMPILE_LOCKS
+    locks = Path(folder) / "compiling"
+    try:
+        locks.mkdir(exist_ok=True)
+    except OSError:
+        return None
+    return filelock.FileLock(locks / f"{slot:03d}.lock", timeout=_COMPILE_LOCK_TIMEOUT)
+
+
+def _compile_once_across_processes() -> None:
+    """Wrap JAX's compile-on-a-cache-miss so that of the processes that miss an entry at
+    once, one compiles and the others load its result (see the module docstring). Where
+    JAX's internals differ from those this was written for (jax 0.4.30 … 0.10), JAX
+    is left as it is: every process compiles, as without this."""
+    import filelock
+    from jax._src import compiler
+
+    compile_and_write = getattr(compiler, "_compile_and_write_cache", None)
+    cache_read = getattr(compiler, "_cache_read", None)
+    if compile_and_write is None or cache_read is None:
+        return
+
+    @functools.wraps(compile_and_write)
+    def compile_unless_another_has(
+        backend, computation, executable_devices, compile_options, host_callbacks,
+        module_name, cache_key,
+    ):  # fmt: skip
+        def compile_here():
+            return compile_and_write(
+                backend, computation, executable_devices, compile_options, host_callbacks,
+                module_name, cache_key,
+            )  # fmt: skip
+
+        lock = _compile_lock(cache_key)
+        if lock is None:
+            return compile_here()
+        try:
+            lock.acquire()
+        except (filelock.Timeout, OSError):  # a stuck compiler, or no locks on this file system
+            return compile_here()
+        try:
+            executable, _ = cache_read(
+                module_name, cache_key, compile_options, backend, executable_devices
+            )
+            return executable if executable is not None else compile_here()
+        finally:
+            lock.release()
+
+    compiler._compile_and_write_cache = compile_unless_another_has
+
+
+_compile_once_across_processes()

@@ -66,3 +66,56 @@ def test_cpu_kind_names_the_architecture():
 
     kind = _jax._cpu_kind()
     assert kind.startswith(os.uname().machine + "-") and len(kind.split("-")[-1]) == 16
+
+
+_COMPILE_TOGETHER = """
+import json, pathlib, sys, time
+import jax, jax.numpy as jnp
+from hfpipe import _jax
+from jax._src import compiler
+
+compiles = []
+compile_and_load = compiler.backend_compile_and_load
+def counted(*args, **kwargs):
+    compiles.append(1)
+    return compile_and_load(*args, **kwargs)
+compiler.backend_compile_and_load = counted
+
+def many_steps(x):
+    for k in range(300):
+        x = jnp.sin(x * (1.0 + k / 300)) @ x.T
+    return x.sum()
+
+barrier, me = pathlib.Path(sys.argv[1]), sys.argv[2]
+(barrier / me).touch()
+while len(list(barrier.iterdir())) < 2:
+    time.sleep(0.005)
+x = jnp.eye(4) / 3
+before = len(compiles)
+value = float(jax.jit(many_steps)(x))
+print(json.dumps({"compiles": len(compiles) - before, "value": value}))
+"""
+
+
+@pytest.mark.slow
+def test_processes_that_start_together_compile_a_function_once(tmp_path):
+    """Two processes miss the empty cache at the same moment: one compiles, the other
+    waits for it and loads the executable it wrote (hfpipe/_jax.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env.update(HFPIPE_COMPILATION_CACHE=str(tmp_path / "cache"))
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    barrier = tmp_path / "ready"
+    barrier.mkdir()
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _COMPILE_TOGETHER, str(barrier), name],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    reports = [json.loads(run.communicate()[0].strip().splitlines()[-1]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert sorted(r["compiles"] for r in reports) == [0, 1]
+    assert reports[0]["value"] == reports[1]["value"]
