@@ -44,7 +44,7 @@ from hfpipe.results.columns import (
     label_column_names,
 )
 from hfpipe.scanning.groups import group_points
-from hfpipe.scanning.pool import ProcessPool, processes_for
+from hfpipe.scanning.pool import ProcessPool, freeze_long_lived, processes_for
 from hfpipe.scanning.union import UnionBatch
 
 if TYPE_CHECKING:
@@ -456,6 +456,7 @@ def prepare_in_worker(token: str, workspace: str, patches, settings: ScanSetting
     if not _WORKER_BACKGROUND or _WORKER_BACKGROUND[0] != token:
         background = spec.PatchBase.of(json.loads(workspace))
         _WORKER_BACKGROUND[:] = [token, background, SampleCache(background.workspace)]
+        freeze_long_lived()  # kept for the scan: out of the collector's way
     _, background, cache = _WORKER_BACKGROUND
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
