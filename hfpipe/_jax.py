@@ -39,6 +39,7 @@ Import hfpipe's engine before running JAX computations, so that these settings a
 import contextlib
 import functools
 import hashlib
+import inspect
 import os
 import platform
 from pathlib import Path
@@ -143,17 +144,35 @@ def _compile_lock(cache_key: str):
     return filelock.FileLock(locks / f"{slot:03d}.lock", timeout=_COMPILE_LOCK_TIMEOUT)
 
 
+#: The signatures of JAX's private functions that :func:`_compile_once_across_processes`
+#: wraps and calls, as jax 0.10 has them (older releases lack ``executable_devices``)
+_COMPILE_AND_WRITE_PARAMETERS = (
+    "backend", "computation", "executable_devices", "compile_options", "host_callbacks",
+    "module_name", "cache_key",
+)  # fmt: skip
+_CACHE_READ_PARAMETERS = (
+    "module_name", "cache_key", "compile_options", "backend", "executable_devices",
+)  # fmt: skip
+
+
+def _has_parameters(function, names: tuple[str, ...]) -> bool:
+    return function is not None and tuple(inspect.signature(function).parameters) == names
+
+
 def _compile_once_across_processes() -> None:
     """Wrap JAX's compile-on-a-cache-miss so that of the processes that miss an entry at
     once, one compiles and the others load its result (see the module docstring). Where
-    JAX's internals differ from those this was written for (jax 0.4.30 … 0.10), JAX
-    is left as it is: every process compiles, as without this."""
+    JAX's private functions differ from those this was written for (jax 0.10), JAX is
+    left as it is: every process compiles, as without this."""
     import filelock
     from jax._src import compiler
 
     compile_and_write = getattr(compiler, "_compile_and_write_cache", None)
     cache_read = getattr(compiler, "_cache_read", None)
-    if compile_and_write is None or cache_read is None:
+    if not (
+        _has_parameters(compile_and_write, _COMPILE_AND_WRITE_PARAMETERS)
+        and _has_parameters(cache_read, _CACHE_READ_PARAMETERS)
+    ):
         return
 
     @functools.wraps(compile_and_write)
@@ -161,12 +180,10 @@ def _compile_once_across_processes() -> None:
         backend, computation, executable_devices, compile_options, host_callbacks,
         module_name, cache_key,
     ):  # fmt: skip
-        def compile_here():
-            return compile_and_write(
-                backend, computation, executable_devices, compile_options, host_callbacks,
-                module_name, cache_key,
-            )  # fmt: skip
-
+        compile_here = functools.partial(
+            compile_and_write, backend, computation, executable_devices, compile_options,
+            host_callbacks, module_name, cache_key,
+        )  # fmt: skip
         lock = _compile_lock(cache_key)
         if lock is None:
             return compile_here()
