@@ -12,6 +12,7 @@ import pytest
 
 from hfpipe.errors import InputError
 from hfpipe.spec import load_json
+from hfpipe.spec.io import _may_overflow
 
 
 def test_load_json_plain_and_gzip(tmp_path: Path):
@@ -68,3 +69,21 @@ def test_large_but_finite_numbers_parse_as_before(tmp_path):
     path = tmp_path / "doc.json"
     path.write_text('{"a": [1e308, 1e-400, 123e100, 12345678901234567890]}')
     assert load_json(path) == {"a": [1e308, 0.0, 123e100, 12345678901234567890]}
+
+
+def test_only_a_number_that_may_overflow_turns_on_the_careful_parse():
+    """The careful parse checks every float (twice json's time): digests holding
+    ``e921`` and large exponents in strings do not turn it on without need, but an
+    overflowing number next to them is still refused."""
+    digest = b'{"digest": "2563672e1a165384faf49f1431e921d88c9c07ec", "v": [1e308, 2E-999]}'
+    assert not _may_overflow(digest)
+    assert _may_overflow(digest.replace(b"1e308", b"1e309"))
+    assert _may_overflow(b'{"a": "' + b"7" * 309 + b'"}')  # a long digit run: at once
+
+
+def test_overflow_next_to_a_digest_is_refused(tmp_path):
+    path = tmp_path / "doc.json"
+    path.write_text('{"digest": "ab31e921d88", "v": [1.0, 1E+0999]}')
+    with pytest.raises(InputError, match="not a finite number") as refused:
+        load_json(path)
+    assert refused.value.path == ["v", 1] or "v[1]" in str(refused.value)

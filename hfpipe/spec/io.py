@@ -24,9 +24,14 @@ __all__ = ["copy_json", "first_path", "is_non_finite", "is_path", "load_json", "
 
 _GZIP_MAGIC = b"\x1f\x8b"
 #: what a number must have to overflow a double: an exponent of three digits or more
-#: (1e309 and beyond) or 309 digits before it (a cheap search of the raw text says
-#: whether a document can hold one before any float is checked)
-_MAY_OVERFLOW = re.compile(rb"[eE]\+?0*[1-9][0-9]{2}|[0-9]{309}")
+#: (1e309 and beyond) or 309 digits before it (cheap searches of the raw text find the
+#: candidates before any float is checked)
+_LARGE_EXPONENT = re.compile(rb"[eE]\+?0*[1-9][0-9]{2}")
+_LONG_DIGIT_RUN, _DIGITS_TO_ZERO = b"0" * 309, bytes.maketrans(b"123456789", b"0" * 9)
+#: the bytes a JSON number is made of (and, around a candidate, of words and digests
+#: that only look like one: a sha1 ``...1431e921d88...`` holds ``e921``)
+_NUMBER_BYTES = frozenset(b"0123456789+-.eE") | frozenset(b"abcdfABCDF_")
+_JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class _NonFinite:
@@ -141,7 +146,7 @@ def load_json(source: str | os.PathLike) -> Any:
         value = float(literal)
         return value if math.isfinite(value) else parse_constant(literal)
 
-    checked_floats = {"parse_float": parse_float} if _MAY_OVERFLOW.search(raw) else {}
+    checked_floats = {"parse_float": parse_float} if _may_overflow(raw) else {}
     try:
         doc = json.loads(raw, parse_constant=parse_constant, **checked_floats)
     except json.JSONDecodeError as exc:
@@ -161,6 +166,27 @@ def load_json(source: str | os.PathLike) -> Any:
             problem = f"{literal} is not a finite number in double precision (it overflows)"
         raise InputError(problem, file=label, path=where)
     return doc
+
+
+def _may_overflow(raw: bytes) -> bool:
+    """Whether the text may hold a number a double cannot hold. A run of 309 digits
+    counts at once; a large exponent is widened to the whole token around it, and
+    counts only where that token is a JSON number (in a string or not: either way the
+    careful parse then runs) that overflows. Checking every float as it is parsed
+    instead doubles the time ``json`` takes, which a patchset's digests made happen on
+    every read."""
+    if raw.translate(_DIGITS_TO_ZERO).find(_LONG_DIGIT_RUN) != -1:
+        return True
+    for candidate in _LARGE_EXPONENT.finditer(raw):
+        start, end = candidate.span()
+        while start > 0 and raw[start - 1] in _NUMBER_BYTES:
+            start -= 1
+        while end < len(raw) and raw[end] in _NUMBER_BYTES:
+            end += 1
+        token = raw[start:end]
+        if _JSON_NUMBER.fullmatch(token) and not math.isfinite(float(token)):
+            return True
+    return False
 
 
 def _lookup(doc: Any, path: list) -> Any:
