@@ -158,7 +158,7 @@ def test_local_cluster_scan_of_the_example_equals_in_process_scan(example, clien
 def test_raising_batch_of_the_example_is_failed_rows_and_resume_recomputes_them(
     example, tmp_path, monkeypatch
 ):
-    import hfpipe.scanning.run as run
+    import hfpipe.scanning.batches as run
 
     (inputs, reference), original = example, run.run_batch
 
@@ -194,7 +194,7 @@ def test_connect_to_a_scheduler_address(client):
 def test_raising_batch_is_failed_rows_and_resume_recomputes_them(
     erjr, reference, tmp_path, monkeypatch
 ):
-    import hfpipe.scanning.run as run
+    import hfpipe.scanning.batches as run
 
     original = run.run_batch
 

@@ -3,12 +3,16 @@ they are made once, at import."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+import hfpipe
 
 _REPORT = """
 import json, jax, jax.numpy as jnp
@@ -119,3 +123,33 @@ def test_processes_that_start_together_compile_a_function_once(tmp_path):
     assert all(run.returncode == 0 for run in runs)
     assert sorted(r["compiles"] for r in reports) == [0, 1]
     assert reports[0]["value"] == reports[1]["value"]
+
+
+def _imports(tree, module: str, name: str | None = None) -> bool:
+    """Whether a module's top level imports ``module`` (or ``name`` from it)."""
+    for node in tree.body:
+        if isinstance(node, ast.Import) and name is None:
+            found = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            top = node.module if name is not None else node.module.split(".")[0]
+            found = [top] if name is None or name in {a.name for a in node.names} else []
+        else:
+            continue
+        if module in found:
+            return True
+    return False
+
+
+def test_every_module_that_imports_jax_imports_hfpipes_settings():
+    """The packages load lazily (importing hfpipe.model does not load JAX), so no module
+    can count on another having made the settings (double precision above all): each
+    one that imports JAX imports hfpipe._jax itself."""
+    package = Path(hfpipe.__file__).parent
+    missing = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "_jax.py"
+        and _imports(tree := ast.parse(path.read_text()), "jax")
+        and not _imports(tree, "hfpipe", "_jax")
+    ]
+    assert not missing, f"import JAX without hfpipe._jax: {missing}"

@@ -3,6 +3,8 @@ for bit, as in one process; how many processes a scan or a toy run gets by defau
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,37 @@ def test_scan_on_two_processes_equals_one_process_bit_for_bit(chunk_size):
     columns = [c for c in one.columns if c != "seconds"]
     pd.testing.assert_frame_equal(one[columns], two[columns], check_exact=True)
     assert list(two["point"]) == list(one["point"])  # patchset order, not finish order
+
+
+_MAIN_PROCESS = """
+import sys
+from hfpipe._platform import only_cpu_possible
+from hfpipe.scanning import scan_to_parquet
+frame = scan_to_parquet({background!r}, {patchset!r}, {output!r}, workers=2)
+print("jax loaded:", "jax" in sys.modules, "only the CPU:", only_cpu_possible())
+"""
+
+
+def test_a_scans_main_process_leaves_the_engine_to_its_workers(tmp_path):
+    """On a CPU machine the process that orchestrates a scan on a pool never imports JAX
+    (it would spend a second on it before the workers start), and the table is the
+    one-process table."""
+    output = tmp_path / "scan.parquet"
+    script = _MAIN_PROCESS.format(
+        background=str(INPUTS[0]), patchset=str(INPUTS[1]), output=str(output)
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    report = done.stdout.strip().splitlines()[-1]
+    assert report in (
+        "jax loaded: False only the CPU: True",
+        "jax loaded: True only the CPU: False",
+    )
+    one = scan(*INPUTS, workers=1)
+    two = pd.read_parquet(output)
+    columns = [c for c in one.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(one[columns], two[columns], check_exact=True)
 
 
 def test_a_batch_raising_in_a_worker_is_yielded_as_its_exception():

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Bool, Float, Int, Shaped
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.errors import InvalidSettings
 from hfpipe.infer.calculators import AsymptoticCalculator
 from hfpipe.infer.fit import (

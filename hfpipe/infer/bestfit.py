@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.errors import FitFailed
 from hfpipe.infer.fit import (
     DEFAULT_OPTIONS,

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.errors import InputError, InvalidSettings
 from hfpipe.infer.bestfit import BestFit, best_fit
 from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions, fit_batch, hesse_uncertainties

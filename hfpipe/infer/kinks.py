@@ -29,6 +29,7 @@ from dataclasses import replace
 import jax
 import numpy as np
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.model.structure import Layout, Numbers
 
 __all__ = ["EXHAUSTIVE", "MAX_ROUNDS", "kinked_parameters", "orthant_search"]

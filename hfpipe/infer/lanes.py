@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.infer import newton
 from hfpipe.infer.compiled import MAX_HALVINGS
 from hfpipe.model.layout_cache import per_layout

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from jaxtyping import Bool, Float, Shaped
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.infer.asymptotic import HypotestResult, asimov_data, hypotest_batch
 from hfpipe.infer.calculators import cls_asymptotic
 from hfpipe.infer.fit import (

@@ -59,6 +59,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Bool, Float, Int
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
+
 __all__ = [
     "MinimizeResult",
     "NewtonState",

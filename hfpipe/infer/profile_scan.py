@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.special import ndtr
 from scipy.stats import chi2
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.errors import FitFailed, InvalidSettings
 from hfpipe.infer.fit import (
     DEFAULT_OPTIONS,

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.errors import InvalidSettings
 from hfpipe.infer.bestfit import BestFit, best_fit
 from hfpipe.infer.fit import DEFAULT_OPTIONS, LOCAL_MINIMUM_TOLERANCE, FitOptions, fit_batch

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Bool, Float
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.infer import compiled
 from hfpipe.infer.fitresult import FitResult, unconverged_message
 from hfpipe.infer.newton import bounded_edm

@@ -64,8 +64,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.errors import HfpipeError
 from hfpipe.infer.asymptotic import HypotestResult, check_poi_values
+from hfpipe.infer.calctypes import DEFAULT_TOY_BATCH_SIZE
 from hfpipe.infer.calculators import ToyCalculator
 from hfpipe.infer.fit import (
     DEFAULT_OPTIONS,
@@ -102,8 +104,6 @@ __all__ = [
 
 #: Hypotheses in key order: toys of ``HYPOTHESES[h]`` use ``fold_in(key(seed), h)``.
 HYPOTHESES = ("signal", "background")
-#: Default of ``batch_size``: None, chosen per model by :func:`toy_batch_size`.
-DEFAULT_TOY_BATCH_SIZE = None
 
 
 class ToyFitsFailed(HfpipeError):

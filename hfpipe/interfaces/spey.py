@@ -34,7 +34,7 @@ import pandas as pd
 from spey.base import BackendBase, ModelConfig
 from spey.utils import ExpectationType
 
-from hfpipe import __version__, spec
+from hfpipe import __version__, _jax, spec  # noqa: F401  (_jax: hfpipe's JAX settings first)
 from hfpipe.interfaces.spey_batch import (
     Background,
     DataKey,

@@ -32,12 +32,13 @@ from itertools import chain, combinations
 import numpy as np
 
 from hfpipe.errors import InvalidWorkspace
-from hfpipe.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
 from hfpipe.model.structure import Numbers, ParameterSet, Structure
 from hfpipe.spec.leniency import merged_channels
 from hfpipe.spec.modifiers import (
+    HISTOSYS_CODES,
     MODIFIER_TYPES,
     MODIFIERS,
+    NORMSYS_CODES,
     PER_BIN_TYPES,
     SCALE_TYPES,
     SHAREABLE_TYPES,

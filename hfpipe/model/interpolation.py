@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.spec.modifiers import HISTOSYS_CODES, NORMSYS_CODES
 
 __all__ = [

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import jax
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.model.structure import Layout, Structure
 
 __all__ = ["LAYOUTS_KEPT", "MAP_SHARE", "per_layout", "release_compiled_code"]

@@ -27,6 +27,7 @@ import numpy as np
 from jax.scipy.special import gammaln, xlogy
 from jaxtyping import Float
 
+from hfpipe import _jax  # noqa: F401  (hfpipe's JAX settings first)
 from hfpipe.model.interpolation import NormsysTerms, histosys_delta, normsys_factor, normsys_terms
 from hfpipe.model.layout_cache import LAYOUTS_KEPT
 from hfpipe.model.structure import Layout, Numbers

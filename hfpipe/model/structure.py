@@ -19,13 +19,15 @@ parameters, selected per slot by ``factor_mask``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
-import jax
 import numpy as np
 from jaxtyping import Bool, Float
 
 from hfpipe.spec.modifiers import MODIFIERS
+
+if TYPE_CHECKING:  # a structure and its numbers are made and stacked without JAX
+    import jax
 
 __all__ = ["Array", "Layout", "Numbers", "ParameterSet", "Structure"]
 
@@ -151,7 +153,7 @@ class Layout:
 
 
 #: a JAX or a NumPy array (shapes are written with jaxtyping: ``Float[Array, "slots"]``)
-Array = jax.Array | np.ndarray
+Array: TypeAlias = "jax.Array | np.ndarray"
 
 
 class Numbers(NamedTuple):

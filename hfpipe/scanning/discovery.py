@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from hfpipe import spec
+from hfpipe import _jax, spec  # noqa: F401  (_jax: hfpipe's JAX settings first)
 from hfpipe.errors import InvalidSettings
 from hfpipe.infer.asymptotic import hypotest_batch
 from hfpipe.infer.calctypes import CALCTYPES, ToySettings

@@ -1,6 +1,6 @@
 """Running a scan's batches as Dask tasks (``scan(..., client=client)``).
 
-Each batch — many points of one union structure, :func:`hfpipe.scanning.run.run_batch` — is
+Each batch — many points of one union structure, :func:`hfpipe.scanning.batches.run_batch` — is
 one task. Every union structure with its stacked numbers goes to the cluster once, as a
 task of its own that the batch tasks depend on: Dask then copies it to a worker once
 and reuses it for every batch that worker runs, and the worker's compiled functions
@@ -44,7 +44,7 @@ def run_batches(
     retries: int = DEFAULT_RETRIES,
 ) -> Iterator[tuple[int, list[dict] | BaseException]]:
     """Submit ``function(batch, rows, settings)`` (a batch run,
-    :func:`hfpipe.scanning.run.run_batch_here`) for every ``(batch, rows)`` task; yield
+    :func:`hfpipe.scanning.batches.run_batch_here`) for every ``(batch, rows)`` task; yield
     ``(index, records)`` as tasks finish, or ``(index, exception)`` for a task that
     failed for good."""
     from distributed import as_completed

@@ -17,9 +17,11 @@ import collections
 import concurrent.futures
 import functools
 import gc
+import importlib
 import multiprocessing
 import os
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,6 +31,7 @@ if TYPE_CHECKING:  # the engine is imported where toys are run: a pool starts wi
     from hfpipe.model.structure import Numbers, Structure
 
 __all__ = [
+    "EngineFunction",
     "ProcessPool",
     "available_cores",
     "freeze_long_lived",
@@ -148,9 +151,22 @@ def toy_processes_for(ntoys: int, workers: int | None) -> int:
 def _start_engine() -> None:
     """Worker initializer: import the engine (JAX and its settings) before the first task,
     then exempt what the import made from garbage collection (:func:`freeze_long_lived`)."""
-    import hfpipe.scanning.run  # noqa: F401
+    import hfpipe.scanning.batches  # noqa: F401
 
     freeze_long_lived()
+
+
+@dataclass(frozen=True)
+class EngineFunction:
+    """A function of the engine named by its module, imported where it is called: a pool
+    task sent from a process that has not imported the engine (a scan's main process,
+    which only orchestrates) pickles as these two names."""
+
+    module: str
+    name: str
+
+    def __call__(self, *args, **kwargs):
+        return getattr(importlib.import_module(self.module), self.name)(*args, **kwargs)
 
 
 def freeze_long_lived() -> None:

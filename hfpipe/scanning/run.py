@@ -6,9 +6,12 @@ batches of ``batch_size`` points through one compiled, vmapped hypothesis test �
 row per point. A point that cannot be compiled or whose fits fail is a row with
 ``status`` ≠ ``ok`` and a message; the scan goes on.
 
-The unit of work is :func:`run_batch` — a pure function of (union structure, numbers)
-to rows — so the same batches run in this process (the default) or as Dask tasks on a
-client's workers (:mod:`hfpipe.scanning.distributed`).
+The unit of work is :func:`~hfpipe.scanning.batches.run_batch` — a pure function of
+(union structure, numbers) to rows — so the same batches run in this process (the
+default), on a process pool or as Dask tasks on a client's workers
+(:mod:`hfpipe.scanning.distributed`). This module only orchestrates: it loads no JAX
+itself (see :mod:`hfpipe._platform`), so a scan whose work goes to a process pool starts
+the pool without first spending a second importing the engine.
 """
 
 from __future__ import annotations
@@ -17,35 +20,27 @@ import contextlib
 import functools
 import json
 import os
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-import jax
 import numpy as np
 
 from hfpipe import spec
-from hfpipe.errors import HfpipeError, InvalidSettings
-from hfpipe.infer.asymptotic import check_poi_values
-from hfpipe.infer.calctypes import CALCTYPES, ToySettings, hypotest_rows
-from hfpipe.infer.limits import upper_limits_batch
-from hfpipe.infer.significance import discovery_significance
+from hfpipe._platform import backend, device_kind
+from hfpipe.errors import HfpipeError
+from hfpipe.infer.calctypes import CALCTYPES, DEFAULT_TOY_BATCH_SIZE
 from hfpipe.infer.teststats import LIMIT_TEST_STATISTICS
-from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE
-from hfpipe.model import Numbers, SampleCache, Structure, check_yields, compile_workspace
+from hfpipe.model.compile import SampleCache
 from hfpipe.results.columns import (
     ERROR_STATUS,
     EXPECTED_COLUMNS,
-    LIMIT_COLUMNS,
-    SIGNIFICANCE_COLUMNS,
     column_order,
     label_column_names,
 )
 from hfpipe.scanning.groups import group_points
-from hfpipe.scanning.pool import ProcessPool, freeze_long_lived, processes_for
-from hfpipe.scanning.union import UnionBatch
+from hfpipe.scanning.pool import EngineFunction, ProcessPool, processes_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,8 +52,6 @@ __all__ = [
     "default_batch_size",
     "local_pool",
     "resolve_settings",
-    "run_batch",
-    "run_batch_here",
     "scan",
 ]
 
@@ -76,7 +69,7 @@ DEFAULT_CHUNK_SIZE = 256
 
 def default_batch_size() -> int:
     """Points per compiled call for the device this process computes on."""
-    if jax.default_backend() == "cpu":
+    if backend() == "cpu":
         return DEFAULT_BATCH_SIZE
     return DEFAULT_ACCELERATOR_BATCH_SIZE
 
@@ -114,106 +107,6 @@ class ScanSettings:
             raise HfpipeError(f"upper limits need test statistic qtilde or q, not {self.test_stat}")
 
 
-def _device() -> str:
-    return jax.devices()[0].device_kind if jax.devices() else "cpu"
-
-
-def _pad_rows(batch: UnionBatch, rows: Sequence[int], size: int):
-    """Numbers of ``rows`` of a union batch, padded to ``size`` by repeating the last one
-    (every call then has one shape and reuses one compilation)."""
-    index = np.array(list(rows) + [rows[-1]] * (size - len(rows)))
-    return jax.tree.map(lambda a: np.asarray(a)[index], batch.numbers)
-
-
-def run_batch(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings) -> list[dict]:
-    """Hypothesis tests (and limits) for ``rows`` of a union batch; one dict per row."""
-    start = time.perf_counter()
-    numbers = _pad_rows(batch, rows, settings.batch_size)
-    result = hypotest_rows(
-        settings.calctype,
-        batch.structure,
-        numbers,
-        settings.mu,
-        rows=len(rows),
-        test_stat=settings.test_stat,
-        toys=ToySettings(
-            settings.ntoys, settings.seed, settings.toy_batch_size, settings.max_failed_fraction
-        ),
-    )
-    limits = None
-    if settings.upper_limits:
-        limits = upper_limits_batch(
-            batch.structure, numbers, cl=settings.cl, test_stat=settings.test_stat, reference=result
-        )
-    if settings.significance:
-        significance = _significance(batch, numbers, len(rows), settings)
-    seconds = (time.perf_counter() - start) / len(rows)
-    out = []
-    for k, row in enumerate(rows):
-        record = {
-            "mu": settings.mu,
-            "cls_obs": float(result.cls_obs[k]),
-            **dict(zip(EXPECTED_COLUMNS, map(float, result.cls_exp[k]), strict=True)),
-            "mu_hat": float(result.mu_hat[k]),
-            "twice_nll": float(result.twice_nll[k] - batch.padding_twice_nll[row]),
-            "status": "ok" if result.converged[k] else "failed",
-            # converged but suspicious (a parameter at a bound): still ok, with a warning
-            "message": str(result.message[k])
-            or (f"warning: {result.warning[k]}" if result.warning[k] else ""),
-            "seconds": seconds,
-        }
-        if result.n_failed is not None:
-            record["n_failed"] = int(result.n_failed[k])
-        if limits is not None:
-            record |= dict(zip(LIMIT_COLUMNS, map(float, limits.values[k]), strict=True))
-            if not limits.converged[k]:
-                record["status"] = "failed"
-                record["message"] = "; ".join(filter(None, [record["message"], limits.message[k]]))
-        if settings.significance:
-            record = _significance_record(record, significance, k)
-        out.append(record)
-    return out
-
-
-def _significance(batch: UnionBatch, numbers, rows: int, settings: ScanSettings):
-    """The q0 test of a batch's points: a Significance, or the InvalidSettings that
-    refused it (a POI whose bounds exclude 0), which only this test's columns report."""
-    try:
-        return discovery_significance(
-            settings.calctype,
-            batch.structure,
-            numbers,
-            rows=rows,
-            toys=ToySettings(
-                settings.ntoys, settings.seed, settings.toy_batch_size, settings.max_failed_fraction
-            ),
-        )
-    except InvalidSettings as error:
-        return error
-
-
-def _significance_record(record: dict, significance, k: int) -> dict:
-    """``record`` with the significance columns of row ``k``; failed, its message
-    extended, where the q0 test failed or was refused."""
-    if isinstance(significance, InvalidSettings):
-        values, failure = dict.fromkeys(SIGNIFICANCE_COLUMNS, np.nan), str(significance)
-    else:
-        median = 2  # of the expected band, −2σ … +2σ
-        values = {
-            "p0_obs": float(significance.p0_obs[k]),
-            "p0_exp": float(significance.p0_exp[k, median]),
-            "z_obs": float(significance.z_obs[k]),
-            "z_exp": float(significance.z_exp[k, median]),
-        }
-        result = significance.result
-        failure = "" if result.converged[k] else str(result.message[k])
-    record = record | values
-    if failure:
-        record["status"] = "failed"
-        record["message"] = "; ".join(filter(None, [record["message"], f"significance: {failure}"]))
-    return record
-
-
 def _load(workspace, patchset, measurement: str | None):
     """The workspace and the points: a patchset (verified against the workspace's
     digest) or a signal table bound to the workspace (:mod:`hfpipe.spec.signals`)."""
@@ -231,30 +124,6 @@ def _load(workspace, patchset, measurement: str | None):
         ps, ws, file=os.fspath(patchset) if isinstance(patchset, str | os.PathLike) else None
     )
     return ws, ps
-
-
-def _compile_point(
-    base: spec.PatchBase, cache: SampleCache, patch: spec.Patch, settings: ScanSettings, file: str
-) -> tuple[Structure, Numbers]:
-    """Patch (validating the result), compile, and check the expected yields of a point.
-
-    ``base`` and ``cache`` hold what checking and compiling the background found, so a
-    point costs about what its own (signal) samples do."""
-    patched = spec.apply_patches(base, [patch], file=file)
-    # validated just now; compile_workspace checks the POI
-    measurement = spec.find_measurement(patched, settings.measurement, file=file)
-    structure, numbers = compile_workspace(
-        patched,
-        measurement,
-        normsys_code=settings.normsys_code,
-        histosys_code=settings.histosys_code,
-        clip_yields=settings.clip_negative_yields,
-        file=file,
-        cache=cache,
-    )
-    check_yields(structure, numbers, workspace=patched, file=f"{file} (point {patch.name})")
-    check_poi_values(structure, numbers, 0.0 if settings.test_stat == "q0" else settings.mu)
-    return structure, numbers
 
 
 def scan(
@@ -344,7 +213,7 @@ def scan(
                     rows[i] = base[i] | {
                         "status": "invalid",
                         "message": str(outcome),
-                        "device": _device(),
+                        "device": device_kind(),
                     }
                     bar.update(1)
                 else:
@@ -407,18 +276,22 @@ def _prepared_chunks(chunks: list[list[int]], ps, names: list[str], preparation,
 
 
 def _start_preparing(pool, background, cache, settings: ScanSettings, file: str, patches):
-    """A function returning every patch's point prepared (:func:`_compile_point`): its
-    ``(structure, numbers)``, or the HfpipeError that refused it. Without a ``pool`` it
-    does the work when called; on a pool the work starts now, in tasks of
-    :data:`PREPARE_TASK_POINTS` points, and the function waits for it and raises the
-    tasks' warnings again here."""
+    """A function returning every patch's point prepared
+    (:func:`~hfpipe.scanning.batches.prepare_point`): its ``(structure, numbers)``, or
+    the HfpipeError that refused it. Without a ``pool`` it does the work when called; on
+    a pool the work starts now, in tasks of :data:`PREPARE_TASK_POINTS` points, and the
+    function waits for it and raises the tasks' warnings again here."""
     if pool is None:
-        return lambda: [_prepared(background, cache, patch, settings, file) for patch in patches]
+        from hfpipe.scanning.batches import prepare_point
+
+        return lambda: [
+            prepare_point(background, cache, patch, settings, file) for patch in patches
+        ]
     token = f"{id(background)}-{os.getpid()}"
     # as JSON text, written once here and read once a worker (1.2 MB, 0.05 s for 1Lbb)
     workspace = json.dumps(background.workspace)
     futures = pool.submit_all(
-        prepare_in_worker,
+        EngineFunction("hfpipe.scanning.batches", "prepare_in_worker"),
         [
             (token, workspace, patches[k : k + PREPARE_TASK_POINTS], settings, file)
             for k in range(0, len(patches), PREPARE_TASK_POINTS)
@@ -436,32 +309,6 @@ def _start_preparing(pool, background, cache, settings: ScanSettings, file: str,
         return prepared
 
     return collect
-
-
-def _prepared(background, cache, patch, settings: ScanSettings, file: str):
-    try:
-        return _compile_point(background, cache, patch, settings, file)
-    except HfpipeError as error:
-        return error
-
-
-#: a pool worker's background of the scan it prepares points for: (token, base, cache)
-_WORKER_BACKGROUND: list = []
-
-
-def prepare_in_worker(token: str, workspace: str, patches, settings: ScanSettings, file: str):
-    """The points of ``patches`` prepared in a pool's worker, and the warnings raised. The
-    background (``workspace`` as JSON text, its checks and compiled samples) is made once
-    a scan (``token``)."""
-    if not _WORKER_BACKGROUND or _WORKER_BACKGROUND[0] != token:
-        background = spec.PatchBase.of(json.loads(workspace))
-        _WORKER_BACKGROUND[:] = [token, background, SampleCache(background.workspace)]
-        freeze_long_lived()  # kept for the scan: out of the collector's way
-    _, background, cache = _WORKER_BACKGROUND
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        outcomes = [_prepared(background, cache, patch, settings, file) for patch in patches]
-    return outcomes, [w.message for w in caught]
 
 
 def local_pool(client, workers: int | None, points: int, batch_size: int) -> ProcessPool | None:
@@ -501,10 +348,14 @@ def _run_batches(compiled: list, ws, settings: ScanSettings, client, pool: Proce
         for k in range(0, len(group.members), settings.batch_size)
     ]
     if pool is not None:
-        outcomes = pool.run_batches(run_batch_here, tasks, settings)
+        run_batch = EngineFunction("hfpipe.scanning.batches", "run_batch_here")
+        outcomes = pool.run_batches(run_batch, tasks, settings)
     elif client is None:
-        outcomes = ((k, _attempt(*task, settings)) for k, task in enumerate(tasks))
+        from hfpipe.scanning.batches import attempt
+
+        outcomes = ((k, attempt(*task, settings)) for k, task in enumerate(tasks))
     else:
+        from hfpipe.scanning.batches import run_batch_here
         from hfpipe.scanning.distributed import run_batches
 
         outcomes = run_batches(client, run_batch_here, tasks, settings)
@@ -514,21 +365,6 @@ def _run_batches(compiled: list, ws, settings: ScanSettings, client, pool: Proce
             message = f"batch raised {type(outcome).__name__}: {outcome}".replace("\n", " ")
             outcome = [{"status": ERROR_STATUS, "message": message}] * len(chunk)
         yield [group.members[row] for row in chunk], outcome
-
-
-def run_batch_here(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings) -> list[dict]:
-    """:func:`run_batch`, each row labelled with the device that ran it (a Dask worker's
-    GPU, say, not the client's)."""
-    device = _device()
-    return [record | {"device": device} for record in run_batch(batch, rows, settings)]
-
-
-def _attempt(batch: UnionBatch, rows: Sequence[int], settings: ScanSettings):
-    """Run a batch in this process; an exception is returned, to become failed rows."""
-    try:
-        return run_batch_here(batch, rows, settings)
-    except Exception as error:
-        return error
 
 
 def _base_record(analysis: str, patch, labels, settings: ScanSettings) -> dict:
