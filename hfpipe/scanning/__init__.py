@@ -3,8 +3,10 @@ compiled, batched computation, chunk by chunk, in this process or on Dask worker
 written as it goes and resumed where it stopped.
 
 The names below are imported from their modules on first use: a scan's worker process
-imports :mod:`hfpipe.scanning.run` only, not the output, cluster and table modules
-(pandas, pyarrow, Dask) this package also holds.
+imports :mod:`hfpipe.scanning.batches` (the engine) and the settings of
+:mod:`hfpipe.scanning.run`, not the output, cluster and table modules (pandas, pyarrow,
+Dask) this package also holds; the process that orchestrates a scan on a pool imports
+no engine (see :mod:`hfpipe.scanning.run`).
 """
 
 from __future__ import annotations
