@@ -60,6 +60,30 @@ def test_apply_patch_copies_only_what_it_changes():
         assert any(part is original for original in _containers(ws))
 
 
+def test_shared_values_end_up_in_the_result_and_no_operation_writes_into_them():
+    """With ``share_values`` the result holds the patch's own values, and later
+    operations that write inside an added value (a modifier into an added sample, a
+    yield replaced, a modifier removed) change copies: the patch stays as it was, and
+    the result is the copying one's."""
+    writes_inside = [
+        *ADD_SIGNAL,
+        {"op": "replace", "path": "/channels/1/samples/1/data/0", "value": 3.0},
+        {
+            "op": "add",
+            "path": "/channels/1/samples/1/modifiers/-",
+            "value": {"name": "extra", "type": "normfactor", "data": None},
+        },
+        {"op": "remove", "path": "/channels/1/samples/1/modifiers/0"},
+        *copy.deepcopy(EVERY_OPERATION[len(ADD_SIGNAL) :]),
+    ]
+    patch = copy.deepcopy(writes_inside)
+    shared = apply_patches(base(), [patch], validate=False, share_values=True)
+    assert patch == writes_inside
+    assert shared == apply_patches(base(), [copy.deepcopy(writes_inside)], validate=False)
+    added = shared["channels"][1]["samples"][1]["modifiers"][-1]
+    assert added is patch[2]["value"]  # shared, not copied
+
+
 def _containers(doc) -> list:
     """Every dict and list in a JSON document."""
     if isinstance(doc, dict):

@@ -139,7 +139,8 @@ def _compile_point(
 
     ``base`` and ``cache`` hold what checking and compiling the background found, so a
     point costs about what its own (signal) samples do."""
-    patched = spec.apply_patches(base, [patch], file=file)
+    # lives only while the point is compiled, and only read: it may hold the patch's values
+    patched = spec.apply_patches(base, [patch], file=file, share_values=True)
     # validated just now; compile_workspace checks the POI
     measurement = spec.find_measurement(patched, settings.measurement, file=file)
     structure, numbers = compile_workspace(

@@ -192,6 +192,7 @@ def apply_patches(
     file: str = "<patch>",
     validate: bool = True,
     base_valid: bool = False,
+    share_values: bool = False,
 ) -> dict:
     """Apply JSON Patches in order to a copy of ``workspace`` and return the result.
 
@@ -216,6 +217,11 @@ def apply_patches(
     Unlike ``pyhf.PatchSet.apply``, this does not check the patchset's digest on every
     call: use :func:`~hfpipe.spec.verify_patchset` once per workspace. Returns a plain
     ``dict`` that shares unpatched parts with ``workspace``: treat both as read-only.
+    The values the operations put in are copies, unless ``share_values``: then the
+    result holds the patches' own values (no operation writes into them: the
+    containers on an operation's path are copied first), for a caller that only reads
+    the result, as a scan compiling a point does (a fifth of a 1Lbb point's
+    preparation is the copy).
     """
     base = workspace if isinstance(workspace, PatchBase) else None
     base_valid = base_valid or base is not None
@@ -239,8 +245,8 @@ def apply_patches(
                     "not a finite number (NaN or infinity)", file=file, path=at + bad
                 )
         values_checked &= _check_values(ops, label, at)
-        # copy: jsonpatch inserts the op's value itself, which would alias the patch
-        doc = _apply_one(doc, copy_json(ops), label, at, point)
+        # jsonpatch inserts the op's value itself, which would alias the patch
+        doc = _apply_one(doc, ops if share_values else copy_json(ops), label, at, point)
         applied.append(applied_name)
     if validate:
         with _about_the_patched_workspace():
