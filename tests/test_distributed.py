@@ -84,9 +84,15 @@ def _assert_same(frame: pd.DataFrame, reference: pd.DataFrame) -> None:
     np.testing.assert_allclose(ours, reference[VALUES].to_numpy(float), rtol=0, atol=1e-10)
 
 
+@pytest.fixture(scope="module")
+def cluster_scan(erjr, client):
+    """The LocalCluster scan; after it, both workers have compiled the scan's functions."""
+    return scan(*erjr, batch_size=BATCH, client=client)
+
+
 @pytest.mark.slow
-def test_local_cluster_scan_equals_in_process_scan(erjr, reference, client):
-    frame = scan(*erjr, batch_size=BATCH, client=client)
+def test_local_cluster_scan_equals_in_process_scan(cluster_scan, reference):
+    frame = cluster_scan
     _assert_same(frame, reference)
     assert list(frame["point"]) == list(reference.index)  # patchset order, not finish order
 
@@ -110,8 +116,9 @@ def _compilations(dask_worker) -> int | None:
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_scan(erjr, reference, client):
-    """Also: a worker that ran batches of this structure before compiles nothing."""
+def test_worker_killed_mid_scan(erjr, reference, client, cluster_scan):
+    """Also: a worker that ran batches of this structure before (``cluster_scan``)
+    compiles nothing."""
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
