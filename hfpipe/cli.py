@@ -15,8 +15,8 @@ __all__ = ["main"]
 
 #: command name -> (module of hfpipe.commands, attribute): a command's module is imported
 #: only when the command runs (or help lists it), so that starting ``hfpipe`` - and each
-#: worker process a scan spawns, which imports the main module again - loads the engine
-#: it needs and not every command's dependencies
+#: worker process a scan spawns where it cannot fork one, which imports the main module
+#: again - loads the engine it needs and not every command's dependencies
 COMMANDS = {
     "brazil": ("contour", "brazil"),
     "campaign": ("campaign", "campaign"),

@@ -3,8 +3,11 @@ for bit, as in one process; how many processes a scan or a toy run gets by defau
 
 from __future__ import annotations
 
+import os
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +150,63 @@ def test_an_error_stops_the_pools_processes_at_once():
     for process in processes:
         process.join(timeout=30)
     assert all(p.exitcode is not None and p.exitcode < 0 for p in processes)  # killed
+
+
+def _directory_variable_parent(_):
+    return os.getcwd(), os.environ.get("HFPIPE_TEST_VARIABLE"), os.getppid()
+
+
+def _ask_a_worker(processes: int = 1):
+    with pool_module.ProcessPool(processes) as pool:
+        (future,) = pool.submit_all(_directory_variable_parent, [(None,)])
+        return future.result()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a fork server only on Linux")
+def test_workers_come_from_the_fork_server_with_this_process_directory_and_environment(
+    tmp_path, monkeypatch
+):
+    pool_module.start_process_server()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HFPIPE_TEST_VARIABLE", "set after the server started")
+    assert pool_module.process_context().get_start_method() == "forkserver"
+    directory, variable, parent = _ask_a_worker()
+    assert directory == str(tmp_path) and variable == "set after the server started"
+    assert parent != os.getpid()  # forked by the server, not started by this process
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a fork server only on Linux")
+def test_a_variable_read_at_import_changed_since_the_server_started_spawns_workers(monkeypatch):
+    """(the server's JAX was imported with the old value)"""
+    pool_module.start_process_server()
+    monkeypatch.setenv("JAX_HFPIPE_TEST_VARIABLE", "changed")
+    assert pool_module.process_context().get_start_method() == "spawn"
+    assert _ask_a_worker()[2] == os.getpid()
+
+
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+_SPINNING_POOL = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_pool import _spin
+from hfpipe.scanning.pool import ProcessPool
+with ProcessPool(2) as pool:
+    for future in pool.submit_all(_spin, [(2.0,), (2.0,)]):
+        future.result()
+"""
+
+
+def test_the_workers_cpu_time_is_counted_as_the_callers_children():
+    """``time hfpipe scan`` counts its workers' CPU, although the fork server, not the
+    scan, started them: the server is stopped and waited for at exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    script = _SPINNING_POOL.format(tests=str(Path(__file__).parent))
+    subprocess.run([sys.executable, "-c", script], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert cpu >= 4.0

@@ -28,6 +28,7 @@ import pandas as pd
 
 from hfpipe import __version__, spec
 from hfpipe.results.parts import PartStore, digest
+from hfpipe.scanning.pool import may_use_processes, start_process_server
 from hfpipe.scanning.provenance import scan_provenance
 from hfpipe.scanning.run import ScanSettings, local_pool, resolve_settings, scan
 
@@ -68,11 +69,16 @@ def scan_to_parquet(
 
     Without a Dask client the scan runs on a process pool where it needs one
     (``workers``, see :func:`~hfpipe.scanning.scan`), started as soon as the points are
-    counted, so that its processes start up while the workspace is read.
+    counted, so that its processes start up while the workspace is read; the fork server
+    its processes come from (:func:`~hfpipe.scanning.pool.process_context`) is started
+    first, to import the engine while the patchset is read.
     """
     settings = resolve_settings(settings, {k: options.pop(k) for k in _setting_names(options)})
+    may_use_pool = _may_use_pool(output, resume, options)
+    if may_use_pool:  # its processes' imports overlap reading the patchset
+        start_process_server()
     loaded = patchset if isinstance(patchset, _LOADED) else spec.load_patchset(patchset)
-    pool = _scan_pool(loaded, points, output, resume, settings, options)
+    pool = _scan_pool(loaded, points, settings, options) if may_use_pool else None
     with pool or contextlib.nullcontext():
         ws = spec.load_workspace(workspace)
         ps = _points(loaded, ws, settings)
@@ -129,13 +135,22 @@ def scan_to_parquet(
 _LOADED = (spec.PatchSet, spec.SignalSet, spec.SignalPatches)
 
 
-def _scan_pool(loaded, points, output, resume: bool, settings, options: dict):
-    """The process pool of a scan without a Dask client, started before the workspace is
-    read (its processes import the engine meanwhile), or None: one process, or a rerun
-    of an output that already exists (whose points may all be done)."""
+def _may_use_pool(output, resume: bool, options: dict) -> bool:
+    """Whether a scan may run on a process pool, before its points are counted: not with
+    a Dask client, not on one core or one worker, not for a rerun of an output that
+    already exists (whose points may all be done)."""
     rerun = Path(output).exists() or Path(f"{os.fspath(output)}.parts").exists()
-    if options.get("client") is not None or (resume and rerun):
-        return None
+    return (
+        options.get("client") is None
+        and may_use_processes(options.get("workers", 1))
+        and not (resume and rerun)
+    )
+
+
+def _scan_pool(loaded, points, settings, options: dict):
+    """The process pool of a scan that may use one (:func:`_may_use_pool`), started
+    before the workspace is read (its processes import the engine meanwhile), or None
+    where one process is best."""
     if points is None:
         points = loaded.table.points if isinstance(loaded, spec.SignalSet) else loaded.names
     return local_pool(None, options.get("workers", 1), len(points), settings.batch_size)

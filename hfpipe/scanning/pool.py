@@ -5,21 +5,27 @@ batched fits wedge XLA's CPU runtime), so one machine uses its cores with severa
 processes: a scan's batches go to a :class:`ProcessPool`, and a point's toys are cut
 into chunks that this process and spawned ones take in turn, merged into the
 distribution of one run (toys depend on their index only, see :mod:`hfpipe.infer.toys`).
-The processes are spawned (JAX does not survive a fork): each imports hfpipe and loads
-its compiled fits (seconds; from the persistent cache after the first), which pays off
-for work of tens of seconds or more. Spawning re-imports the caller's main module: scripts must call
-this under ``if __name__ == "__main__":``.
+The processes are forked from a fork server that imported the engine's modules once,
+before any JAX runtime existed (a process with one does not survive a fork), or spawned
+where that cannot be (:func:`process_context`); each then starts its own JAX and loads
+its compiled fits (from the persistent cache after the first compilation), which pays
+off for work of seconds or more. A spawned process re-imports the caller's main module:
+scripts must call this under ``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import gc
 import importlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,7 +41,10 @@ __all__ = [
     "ProcessPool",
     "available_cores",
     "freeze_long_lived",
+    "may_use_processes",
+    "process_context",
     "processes_for",
+    "start_process_server",
     "toy_processes_for",
     "toys_in_processes",
 ]
@@ -94,10 +103,12 @@ def toys_in_processes(
             waiting.clear()
             raise
 
-    context = multiprocessing.get_context("spawn")
+    context = process_context()
     spawned = workers - 1
     with (
-        concurrent.futures.ProcessPoolExecutor(spawned, mp_context=context) as pool,
+        concurrent.futures.ProcessPoolExecutor(
+            spawned, mp_context=context, initializer=_adopt, initargs=_surroundings()
+        ) as pool,
         concurrent.futures.ThreadPoolExecutor(spawned) as feeders,
     ):
         fed = [
@@ -119,6 +130,11 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def may_use_processes(workers: int | None) -> bool:
+    """Whether ``workers`` (None: every core) may mean processes besides this one."""
+    return (workers or available_cores()) > 1
 
 
 #: Batches a worker process should get, at least, for a pool to pay off: each process
@@ -148,12 +164,87 @@ def toy_processes_for(ntoys: int, workers: int | None) -> int:
     return max(1, min(available_cores(), 2 * ntoys // MIN_TOYS_PER_PROCESS))
 
 
-def _start_engine() -> None:
-    """Worker initializer: import the engine (JAX and its settings) before the first task,
-    then exempt what the import made from garbage collection (:func:`freeze_long_lived`)."""
-    import hfpipe.scanning.batches  # noqa: F401
+#: What every worker process imports, loaded once in the fork server the workers are
+#: forked from: the engine's heavy modules that start no JAX runtime (the CPU client,
+#: whose threads would not survive a fork, is made in each worker).
+SERVER_PRELOAD = ("numpy", "scipy.special", "jax", "jax.numpy", "jax.scipy.special", "hfpipe.spec")
 
-    freeze_long_lived()
+#: Environment variables that :data:`SERVER_PRELOAD` reads as it is imported (JAX's
+#: settings, the BLAS thread pools, NumPy's and SciPy's switches, Python's own), by
+#: prefix: a worker forked from the server has their values of the moment the server
+#: started. (Not the logging variables JAX's import itself sets, ``TF_CPP_MIN_LOG_LEVEL``.)
+_READ_AT_IMPORT = ("JAX_", "XLA_", "NPY_", "NUMPY_", "SCIPY_", "OPENBLAS_", "OMP_", "MKL_",
+                   "GOTO_", "PYTHON")  # fmt: skip
+
+#: what the fork server was started with: import path and the variables read at import
+_server_imported_with: list[tuple] = []
+
+
+def _import_settings() -> tuple:
+    variables = {k: v for k, v in os.environ.items() if k.startswith(_READ_AT_IMPORT)}
+    return tuple(sys.path), variables
+
+
+def process_context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context of hfpipe's worker processes.
+
+    On Linux they are forked from a fork server (started here on first use, or earlier
+    by :func:`start_process_server`) that imported :data:`SERVER_PRELOAD` once, so a
+    worker is ready in a tenth of a second rather than the second a fresh interpreter
+    spends importing JAX, and many workers do not each pay it. Each worker then takes
+    this process's working directory and environment (:func:`_adopt`), as a spawned one
+    would have; only what the preloaded modules read as they were imported is the
+    server's. Where that differs from this process's now (the import path, or a variable
+    of :data:`_READ_AT_IMPORT` changed since the server started), and where there is no
+    fork server, the workers are spawned (fresh interpreters) instead.
+    """
+    if sys.platform != "linux":
+        return multiprocessing.get_context("spawn")
+    if _server_imported_with:
+        same = _server_imported_with[0] == _import_settings()
+        return multiprocessing.get_context("forkserver" if same else "spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(SERVER_PRELOAD))
+    multiprocessing.forkserver.ensure_running()
+    _server_imported_with.append(_import_settings())
+    atexit.register(_stop_server)
+    return context
+
+
+def start_process_server() -> None:
+    """Start the fork server of :func:`process_context` now, if it is not running: it
+    imports the engine meanwhile (about a second of its own core), so that a pool made
+    once the inputs are read has its workers at once."""
+    process_context()
+
+
+def _stop_server() -> None:
+    """At exit, stop the fork server and wait for it: it has collected its workers, so
+    their CPU time is then counted as this process's children's (``time hfpipe scan``
+    reports every core's work) rather than lost with a server that outlives this one."""
+    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)  # private, 3.11+
+    if stop is not None:
+        with contextlib.suppress(OSError, ChildProcessError):
+            stop()
+
+
+def _surroundings() -> tuple[str, dict[str, str]]:
+    """This process's working directory and environment, for :func:`_adopt` in a worker."""
+    return os.getcwd(), dict(os.environ)
+
+
+def _adopt(directory: str, environment: dict[str, str], engine: bool = False) -> None:
+    """Worker initializer: take the working directory and environment of the process
+    that made the pool (:func:`_surroundings`); with ``engine``, then import the engine
+    (JAX and its settings) before the first task and exempt what the import made from
+    garbage collection (:func:`freeze_long_lived`)."""
+    os.chdir(directory)
+    os.environ.clear()
+    os.environ.update(environment)
+    if engine:
+        import hfpipe.scanning.batches  # noqa: F401
+
+        freeze_long_lived()
 
 
 @dataclass(frozen=True)
@@ -194,10 +285,10 @@ class ProcessPool:
     """
 
     def __init__(self, processes: int):
-        context = multiprocessing.get_context("spawn")
+        context = process_context()
         self.processes = processes
         self._executor = concurrent.futures.ProcessPoolExecutor(
-            processes, mp_context=context, initializer=_start_engine
+            processes, mp_context=context, initializer=_adopt, initargs=(*_surroundings(), True)
         )
         for _ in range(processes):
             self._executor.submit(int)

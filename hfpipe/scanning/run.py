@@ -40,7 +40,13 @@ from hfpipe.results.columns import (
     label_column_names,
 )
 from hfpipe.scanning.groups import group_points
-from hfpipe.scanning.pool import EngineFunction, ProcessPool, processes_for
+from hfpipe.scanning.pool import (
+    EngineFunction,
+    ProcessPool,
+    may_use_processes,
+    processes_for,
+    start_process_server,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -174,6 +180,8 @@ def scan(
     in batched fits, and adds a column ``n_failed`` (failed toy fits).
     """
     settings = resolve_settings(settings, overrides)
+    if pool is None and client is None and may_use_processes(workers):
+        start_process_server()  # its processes' imports overlap reading the inputs
     ws, ps = _load(workspace, patchset, settings.measurement)
     names = list(points) if points is not None else list(ps.names)
     known = set(ps.names)
