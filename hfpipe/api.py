@@ -9,20 +9,23 @@ points, applied in order) and compile options (``measurement``, ``normsys_code``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from hfpipe.infer.asymptotic import HypotestResult, check_poi_values, hypotest_batch
 from hfpipe.infer.bestfit import BestFit, best_fit
 from hfpipe.infer.calctypes import ToySettings
 from hfpipe.infer.fit import DEFAULT_OPTIONS, FitOptions
 from hfpipe.infer.limits import UpperLimits, upper_limits_batch
-from hfpipe.infer.profile import ProfileResult
-from hfpipe.infer.profile import profile as profile_model
-from hfpipe.infer.profile_scan import DEFAULT_CLS
 from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, ToyDistributions, toy_distributions
 from hfpipe.model import Model, compile_model
 from hfpipe.scanning import scan
-from hfpipe.scanning.discovery import discovery_table as make_discovery_table
-from hfpipe.scanning.pool import toy_processes_for, toys_in_processes
+from hfpipe.scanning.pool import start_process_server, toy_processes_for, toys_in_processes
+
+if TYPE_CHECKING:  # imported where used: profiles and discovery tables need pandas and
+    # more of SciPy, which a command that runs toys or fits would import for nothing
+    import pandas as pd
+
+    from hfpipe.infer.profile import ProfileResult
 
 __all__ = [
     "compile_model",
@@ -110,6 +113,8 @@ def toys(
     if workers is not None and workers < 1:
         raise ValueError("workers must be positive")
     workers = toy_processes_for(ntoys, workers)
+    if workers > 1 and ntoys > 1:  # its processes' imports overlap compiling the model
+        start_process_server()
     model = _model(workspace, patches, compile_options)
     settings = {"seed": seed, "test_stat": test_stat, "batch_size": batch_size, "options": options}
     args = (model.structure, model.numbers, mu)
@@ -125,16 +130,20 @@ def profile(
     grid: Mapping[str, Sequence[float]],
     *,
     patches: Sequence = (),
-    cls: Sequence[float] = DEFAULT_CLS,
+    cls: Sequence[float] | None = None,
     extend_bounds: bool = False,
     refine: bool = True,
     **compile_options,
 ) -> ProfileResult:
     """The profile likelihood of one or two parameters on a grid (``{"mu": values}``, or
     two such entries): ``result.table()`` holds Δ(−2 ln L) per grid point,
-    ``result.intervals`` the 68.27 %/95 % intervals (1-D), ``result.contours`` the
-    contours (2-D); see :mod:`hfpipe.infer.profile`."""
+    ``result.intervals`` the intervals (1-D), ``result.contours`` the contours (2-D) at
+    confidence levels ``cls`` (default: 68.27 % and 95 %); see :mod:`hfpipe.infer.profile`."""
+    from hfpipe.infer.profile import profile as profile_model
+    from hfpipe.infer.profile_scan import DEFAULT_CLS
+
     model = _model(workspace, patches, compile_options)
+    cls = DEFAULT_CLS if cls is None else cls
     return profile_model(model, grid, cls=cls, extend_bounds=extend_bounds, refine=refine)
 
 
@@ -150,12 +159,14 @@ def discovery_table(
     ntoys: int = 1000,
     seed: int = 0,
     **options,
-):
+) -> pd.DataFrame:
     """The model-independent limit table of single-bin ``regions`` of a background-only
     workspace (a path or dict): S_obs^95, S_exp^95 and its band, ⟨εσ⟩_obs^95 (with
     ``lumi``), CL_B, p(s = 0) and Z, one row a region (a pandas DataFrame; see
     :mod:`hfpipe.scanning.discovery` for ``options``: signal and POI names, compile
     options)."""
+    from hfpipe.scanning.discovery import discovery_table as make_discovery_table
+
     return make_discovery_table(
         workspace,
         regions,
