@@ -141,11 +141,17 @@ def test_a_daemonic_process_runs_its_work_itself(monkeypatch):
     assert processes_for(1000, None) == 1 and toy_processes_for(1_000_000, None) == 1
 
 
-def test_an_error_stops_the_pools_processes_at_once():
+def test_an_error_stops_the_pools_processes_at_once(monkeypatch):
     """A pool left by an error is terminated, not waited for while its processes still
-    import the engine (as a scan whose workspace turns out to be invalid)."""
+    import the engine (as a scan whose workspace turns out to be invalid). (Spawned
+    processes: forked ones start only with the first task.)"""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    monkeypatch.setattr(pool_module, "process_context", lambda: spawn)
     with pytest.raises(RuntimeError, match="bad input"), pool_module.ProcessPool(2) as pool:
         processes = list(pool._executor._processes.values())
+        assert len(processes) == 2
         raise RuntimeError("bad input")
     for process in processes:
         process.join(timeout=30)

@@ -273,15 +273,18 @@ def freeze_long_lived() -> None:
 
 
 class ProcessPool:
-    """Spawned worker processes that prepare the points and run the batches of a scan.
+    """Worker processes that prepare the points and run the batches of a scan.
 
     Each process runs one batch at a time with one XLA thread; together they use every
     core. A batch is a pure function of its points' numbers, so where it runs does not
     change its rows: a scan's table is the same, bit for bit, on one process or many.
-    The processes are spawned when the pool is made (an executor spawns them at its
-    first tasks: each is given an empty one), so that their start-up overlaps whatever
-    the caller does until the first real task: a scan makes its pool as soon as it
-    knows it needs one, before it reads and prepares its inputs.
+    Spawned processes (:func:`process_context`) are started when the pool is made (an
+    executor starts them at its first tasks: each is given an empty one), so that their
+    start-up, importing the engine, overlaps whatever the caller does until the first
+    real task: a scan makes its pool as soon as it knows it needs one, before it reads
+    and prepares its inputs. Processes forked from the fork server start at the first
+    real tasks, in milliseconds: made earlier, they would only wait (and keep the
+    caller waiting) for the server to finish importing the engine.
     """
 
     def __init__(self, processes: int):
@@ -290,8 +293,9 @@ class ProcessPool:
         self._executor = concurrent.futures.ProcessPoolExecutor(
             processes, mp_context=context, initializer=_adopt, initargs=(*_surroundings(), True)
         )
-        for _ in range(processes):
-            self._executor.submit(int)
+        if context.get_start_method() != "forkserver":
+            for _ in range(processes):
+                self._executor.submit(int)
 
     def submit_all(self, function, tasks) -> list[concurrent.futures.Future]:
         """``function(*task)`` of every task, queued for the processes in order."""
