@@ -190,6 +190,19 @@ def test_a_variable_read_at_import_changed_since_the_server_started_spawns_worke
     assert _ask_a_worker()[2] == os.getpid()
 
 
+def test_a_fork_server_that_cannot_start_leaves_the_workers_spawned(monkeypatch):
+    """(e.g. a temporary folder too deep for the server's socket: OSError)"""
+    import multiprocessing.forkserver
+
+    def fail():
+        raise OSError("AF_UNIX path too long")
+
+    monkeypatch.setattr(pool_module, "_server_imported_with", [])
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", fail)
+    assert pool_module.process_context().get_start_method() == "spawn"
+    assert _ask_a_worker()[2] == os.getpid()
+
+
 def _spin(seconds: float) -> None:
     end = time.process_time() + seconds
     while time.process_time() < end:

@@ -196,19 +196,28 @@ def process_context() -> multiprocessing.context.BaseContext:
     would have; only what the preloaded modules read as they were imported is the
     server's. Where that differs from this process's now (the import path, or a variable
     of :data:`_READ_AT_IMPORT` changed since the server started), and where there is no
-    fork server, the workers are spawned (fresh interpreters) instead.
+    fork server (not Linux, or it could not start), the workers are spawned (fresh
+    interpreters) instead.
     """
     if sys.platform != "linux":
         return multiprocessing.get_context("spawn")
-    if _server_imported_with:
-        same = _server_imported_with[0] == _import_settings()
-        return multiprocessing.get_context("forkserver" if same else "spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(SERVER_PRELOAD))
-    multiprocessing.forkserver.ensure_running()
-    _server_imported_with.append(_import_settings())
+    if not _server_imported_with:
+        _server_imported_with.append(_start_server())
+    same = _server_imported_with[0] == _import_settings()
+    return multiprocessing.get_context("forkserver" if same else "spawn")
+
+
+def _start_server() -> tuple | None:
+    """Start the fork server; the settings it imported with, or None where it could not
+    start (its socket lives in the temporary folder, which may be read-only, or so deep
+    a path that a socket's name cannot hold it, as in some batch jobs' folders)."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(SERVER_PRELOAD))
+    try:
+        multiprocessing.forkserver.ensure_running()
+    except OSError:
+        return None
     atexit.register(_stop_server)
-    return context
+    return _import_settings()
 
 
 def start_process_server() -> None:
