@@ -3,6 +3,7 @@ for bit, as in one process; how many processes a scan or a toy run gets by defau
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -159,7 +160,7 @@ def test_an_error_stops_the_pools_processes_at_once(monkeypatch):
 
 
 def _directory_variable_parent(_):
-    return os.getcwd(), os.environ.get("HFPIPE_TEST_VARIABLE"), os.getppid()
+    return os.getcwd(), os.environ.get("HFPIPE_TEST_VARIABLE"), _LATER in sys.path, os.getppid()
 
 
 def _ask_a_worker(processes: int = 1):
@@ -168,17 +169,33 @@ def _ask_a_worker(processes: int = 1):
         return future.result()
 
 
+_LATER = "/a/folder/added/later"
+
+_FORKED_WORKER = """
+import json, os, sys
+sys.path.insert(0, {tests!r})
+from test_pool import _LATER, _ask_a_worker
+from hfpipe.scanning import pool
+pool.start_process_server()
+os.chdir({directory!r})
+os.environ["HFPIPE_TEST_VARIABLE"] = "set after the server started"
+sys.path.append(_LATER)
+method = pool.process_context().get_start_method()
+print(json.dumps([method, *_ask_a_worker(), os.getpid()]))
+"""
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="a fork server only on Linux")
-def test_workers_come_from_the_fork_server_with_this_process_directory_and_environment(
-    tmp_path, monkeypatch
-):
-    pool_module.start_process_server()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HFPIPE_TEST_VARIABLE", "set after the server started")
-    assert pool_module.process_context().get_start_method() == "forkserver"
-    directory, variable, parent = _ask_a_worker()
-    assert directory == str(tmp_path) and variable == "set after the server started"
-    assert parent != os.getpid()  # forked by the server, not started by this process
+def test_workers_come_from_the_fork_server_with_this_process_directory_and_environment(tmp_path):
+    """(in a fresh process: one that ran a Dask cluster has changed its BLAS settings
+    since its server started, and spawns its workers)"""
+    script = _FORKED_WORKER.format(tests=str(Path(__file__).parent), directory=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    method, directory, variable, later, parent, caller = json.loads(done.stdout.splitlines()[-1])
+    assert method == "forkserver"
+    assert directory == str(tmp_path) and variable == "set after the server started" and later
+    assert parent != caller  # forked by the server, not started by the caller
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a fork server only on Linux")
@@ -187,7 +204,7 @@ def test_a_variable_read_at_import_changed_since_the_server_started_spawns_worke
     pool_module.start_process_server()
     monkeypatch.setenv("JAX_HFPIPE_TEST_VARIABLE", "changed")
     assert pool_module.process_context().get_start_method() == "spawn"
-    assert _ask_a_worker()[2] == os.getpid()
+    assert _ask_a_worker()[-1] == os.getpid()
 
 
 def test_a_fork_server_that_cannot_start_leaves_the_workers_spawned(monkeypatch):
@@ -200,7 +217,7 @@ def test_a_fork_server_that_cannot_start_leaves_the_workers_spawned(monkeypatch)
     monkeypatch.setattr(pool_module, "_server_imported_with", [])
     monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", fail)
     assert pool_module.process_context().get_start_method() == "spawn"
-    assert _ask_a_worker()[2] == os.getpid()
+    assert _ask_a_worker()[-1] == os.getpid()
 
 
 def _spin(seconds: float) -> None:

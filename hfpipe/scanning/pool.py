@@ -176,13 +176,12 @@ SERVER_PRELOAD = ("numpy", "scipy.special", "jax", "jax.numpy", "jax.scipy.speci
 _READ_AT_IMPORT = ("JAX_", "XLA_", "NPY_", "NUMPY_", "SCIPY_", "OPENBLAS_", "OMP_", "MKL_",
                    "GOTO_", "PYTHON")  # fmt: skip
 
-#: what the fork server was started with: import path and the variables read at import
-_server_imported_with: list[tuple] = []
+#: the variables read at import the fork server was started with (None: it could not start)
+_server_imported_with: list[dict[str, str] | None] = []
 
 
-def _import_settings() -> tuple:
-    variables = {k: v for k, v in os.environ.items() if k.startswith(_READ_AT_IMPORT)}
-    return tuple(sys.path), variables
+def _import_settings() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(_READ_AT_IMPORT)}
 
 
 def process_context() -> multiprocessing.context.BaseContext:
@@ -192,12 +191,12 @@ def process_context() -> multiprocessing.context.BaseContext:
     by :func:`start_process_server`) that imported :data:`SERVER_PRELOAD` once, so a
     worker is ready in a tenth of a second rather than the second a fresh interpreter
     spends importing JAX, and many workers do not each pay it. Each worker then takes
-    this process's working directory and environment (:func:`_adopt`), as a spawned one
-    would have; only what the preloaded modules read as they were imported is the
-    server's. Where that differs from this process's now (the import path, or a variable
-    of :data:`_READ_AT_IMPORT` changed since the server started), and where there is no
-    fork server (not Linux, or it could not start), the workers are spawned (fresh
-    interpreters) instead.
+    this process's working directory, environment and import path (:func:`_adopt`), as
+    a spawned one would have them; only what the preloaded modules read as they were
+    imported is the server's. Where that differs from this process's now (a variable of
+    :data:`_READ_AT_IMPORT` changed since the server started: a Dask cluster, for one,
+    sets the BLAS thread counts of this process), and where there is no fork server (not
+    Linux, or it could not start), the workers are spawned (fresh interpreters) instead.
     """
     if sys.platform != "linux":
         return multiprocessing.get_context("spawn")
@@ -207,7 +206,7 @@ def process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if same else "spawn")
 
 
-def _start_server() -> tuple | None:
+def _start_server() -> dict[str, str] | None:
     """Start the fork server; the settings it imported with, or None where it could not
     start (its socket lives in the temporary folder, which may be read-only, or so deep
     a path that a socket's name cannot hold it, as in some batch jobs' folders)."""
@@ -237,19 +236,23 @@ def _stop_server() -> None:
             stop()
 
 
-def _surroundings() -> tuple[str, dict[str, str]]:
-    """This process's working directory and environment, for :func:`_adopt` in a worker."""
-    return os.getcwd(), dict(os.environ)
+def _surroundings() -> tuple[str, dict[str, str], list[str]]:
+    """This process's working directory, environment and import path, for
+    :func:`_adopt` in a worker."""
+    return os.getcwd(), dict(os.environ), list(sys.path)
 
 
-def _adopt(directory: str, environment: dict[str, str], engine: bool = False) -> None:
-    """Worker initializer: take the working directory and environment of the process
-    that made the pool (:func:`_surroundings`); with ``engine``, then import the engine
-    (JAX and its settings) before the first task and exempt what the import made from
-    garbage collection (:func:`freeze_long_lived`)."""
+def _adopt(
+    directory: str, environment: dict[str, str], path: list[str], engine: bool = False
+) -> None:
+    """Worker initializer: take the working directory, environment and import path of
+    the process that made the pool (:func:`_surroundings`), as a spawned worker has them;
+    with ``engine``, then import the engine (JAX and its settings) before the first task
+    and exempt what the import made from garbage collection (:func:`freeze_long_lived`)."""
     os.chdir(directory)
     os.environ.clear()
     os.environ.update(environment)
+    sys.path[:] = path
     if engine:
         import hfpipe.scanning.batches  # noqa: F401
 
