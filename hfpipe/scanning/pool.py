@@ -3,7 +3,7 @@
 hfpipe's JAX runs on one core per process (``hfpipe/_jax.py``: with more XLA threads,
 batched fits wedge XLA's CPU runtime), so one machine uses its cores with several
 processes: a scan's batches go to a :class:`ProcessPool`, and a point's toys are cut
-into chunks that this process and spawned ones take in turn, merged into the
+into chunks that this process and worker processes take in turn, merged into the
 distribution of one run (toys depend on their index only, see :mod:`hfpipe.infer.toys`).
 The processes are forked from a fork server that imported the engine's modules once,
 before any JAX runtime existed (a process with one does not survive a fork), or spawned
@@ -67,13 +67,14 @@ def toys_in_processes(
     **settings,
 ) -> ToyDistributions:
     """:func:`~hfpipe.infer.toys.toy_distributions` of toys ``first_toy …
-    first_toy+ntoys-1`` in ``workers`` processes (this one and ``workers - 1`` spawned);
-    ``settings`` are its other keywords.
+    first_toy+ntoys-1`` in ``workers`` processes (this one and ``workers - 1`` workers,
+    :func:`process_context`); ``settings`` are its other keywords.
 
     The toys are cut into chunks (about :data:`CHUNKS_PER_PROCESS` a process, whole
     compiled calls each) that every process takes in order as it gets free, this one
-    included: a spawned process starts seconds later than this one (imports, loading the
-    compiled fits), and fixed shares would leave this one waiting for it."""
+    included: a worker starts later than this one (its own JAX, loading the compiled
+    fits; a spawned one also imports the engine), and fixed shares would leave this one
+    waiting for it."""
     from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, merge, toy_distributions, toys_per_call
 
     per_call = toys_per_call(structure, settings.get("batch_size", DEFAULT_TOY_BATCH_SIZE))
