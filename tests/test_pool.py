@@ -246,3 +246,20 @@ def test_the_workers_cpu_time_is_counted_as_the_callers_children():
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     assert cpu >= 4.0
+
+
+_SERVER_EXIT = """
+import atexit, sys
+atexit.register(lambda: print("torn down"))  # what the preloaded modules register
+import hfpipe.scanning.server_exit
+print("imported")
+sys.exit(3)  # as the server leaves its loop: SystemExit
+"""
+
+
+def test_the_fork_server_ends_without_tearing_its_interpreter_down():
+    """The module the server imports last ends it at once, status 0: handlers that the
+    modules imported before registered do not run."""
+    assert pool_module.SERVER_PRELOAD[-1] == "hfpipe.scanning.server_exit"
+    done = subprocess.run([sys.executable, "-c", _SERVER_EXIT], capture_output=True, text=True)
+    assert (done.returncode, done.stdout.split()) == (0, ["imported"]), done.stderr

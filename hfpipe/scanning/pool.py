@@ -167,8 +167,12 @@ def toy_processes_for(ntoys: int, workers: int | None) -> int:
 
 #: What every worker process imports, loaded once in the fork server the workers are
 #: forked from: the engine's heavy modules that start no JAX runtime (the CPU client,
-#: whose threads would not survive a fork, is made in each worker).
-SERVER_PRELOAD = ("numpy", "scipy.special", "jax", "jax.numpy", "jax.scipy.special", "hfpipe.spec")
+#: whose threads would not survive a fork, is made in each worker); last, what makes the
+#: server itself end quickly (:mod:`hfpipe.scanning.server_exit`).
+SERVER_PRELOAD = (
+    "numpy", "scipy.special", "jax", "jax.numpy", "jax.scipy.special", "hfpipe.spec",
+    "hfpipe.scanning.server_exit",
+)  # fmt: skip
 
 #: Environment variables that :data:`SERVER_PRELOAD` reads as it is imported (JAX's
 #: settings, the BLAS thread pools, NumPy's and SciPy's switches, Python's own), by
