@@ -263,3 +263,48 @@ def test_the_fork_server_ends_without_tearing_its_interpreter_down():
     assert pool_module.SERVER_PRELOAD[-1] == "hfpipe.scanning.server_exit"
     done = subprocess.run([sys.executable, "-c", _SERVER_EXIT], capture_output=True, text=True)
     assert (done.returncode, done.stdout.split()) == (0, ["imported"]), done.stderr
+
+
+@pytest.fixture
+def nothing_frozen():
+    """No object frozen (a test that prepared points here froze them), as before after."""
+    import gc
+
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    yield
+    if frozen:
+        gc.freeze()
+
+
+def test_inputs_read_out_of_the_collector_are_frozen_until_the_scan_ends(nothing_frozen):
+    import gc
+
+    with pool_module.inputs_out_of_collector() as inputs_read:
+        assert not gc.isenabled()
+        inputs = [[float(k)] for k in range(1000)]
+        inputs_read()
+        assert gc.isenabled() and gc.get_freeze_count() >= len(inputs)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_an_error_while_reading_inputs_leaves_the_collector_as_it_was(nothing_frozen):
+    import gc
+
+    with pytest.raises(ValueError), pool_module.inputs_out_of_collector():
+        raise ValueError("a broken input")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_objects_the_caller_froze_stay_frozen(nothing_frozen):
+    import gc
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with pool_module.inputs_out_of_collector() as inputs_read:
+            inputs_read()
+            assert gc.isenabled() and gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

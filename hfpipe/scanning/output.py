@@ -28,7 +28,7 @@ import pandas as pd
 
 from hfpipe import __version__, spec
 from hfpipe.results.parts import PartStore, digest
-from hfpipe.scanning.pool import may_use_processes, start_process_server
+from hfpipe.scanning.pool import inputs_out_of_collector, may_use_processes, start_process_server
 from hfpipe.scanning.provenance import scan_provenance
 from hfpipe.scanning.run import ScanSettings, local_pool, resolve_settings, scan
 
@@ -77,9 +77,11 @@ def scan_to_parquet(
     may_use_pool = _may_use_pool(output, resume, options)
     if may_use_pool:  # its processes' imports overlap reading the patchset
         start_process_server()
-    loaded = patchset if isinstance(patchset, _LOADED) else spec.load_patchset(patchset)
-    pool = _scan_pool(loaded, points, settings, options) if may_use_pool else None
-    with pool or contextlib.nullcontext():
+    with contextlib.ExitStack() as scope:
+        inputs_read = scope.enter_context(inputs_out_of_collector())
+        loaded = patchset if isinstance(patchset, _LOADED) else spec.load_patchset(patchset)
+        pool = _scan_pool(loaded, points, settings, options) if may_use_pool else None
+        scope.enter_context(pool or contextlib.nullcontext())
         ws = spec.load_workspace(workspace)
         ps = _points(loaded, ws, settings)
         chosen = list(points) if points is not None else list(ps.names)
@@ -108,9 +110,11 @@ def scan_to_parquet(
             if time.monotonic() - written[0] >= PART_SECONDS:
                 write_pending()
 
+        background = spec.PatchBase.of(ws)
+        inputs_read()
         try:
             frame = scan(
-                spec.PatchBase.of(ws),
+                background,
                 ps,
                 points=chosen,
                 analysis=analysis,

@@ -41,6 +41,7 @@ __all__ = [
     "ProcessPool",
     "available_cores",
     "freeze_long_lived",
+    "inputs_out_of_collector",
     "may_use_processes",
     "process_context",
     "processes_for",
@@ -287,6 +288,37 @@ def freeze_long_lived() -> None:
     process. A frozen object is still freed when its last reference goes, but a frozen
     reference cycle never is: call this only once what is kept has been made."""
     gc.freeze()
+
+
+@contextlib.contextmanager
+def inputs_out_of_collector():
+    """Read a scan's inputs out of the garbage collector's way.
+
+    Yields a function to call once they are read: until then the collector is paused;
+    the call freezes every object alive (``gc.freeze``: among them the inputs just read)
+    and resumes it; at the end they are unfrozen. A published patchset parses into
+    millions of lists and dicts that live as long as the scan, none in a reference
+    cycle, and with the collector running, the collections their own allocations start
+    walk them again and again (about half a second of the 1Lbb scan's main process,
+    docs/performance.md). Where objects were frozen before (the caller's own
+    ``gc.freeze``), nothing is frozen or unfrozen here, only paused."""
+    enabled, ours, frozen = gc.isenabled(), gc.get_freeze_count() == 0, []
+
+    def read() -> None:
+        if ours and not frozen:
+            gc.freeze()
+            frozen.append(True)
+        if enabled:
+            gc.enable()
+
+    gc.disable()
+    try:
+        yield read
+    finally:
+        if frozen:
+            gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 class ProcessPool:

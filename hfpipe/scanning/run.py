@@ -43,6 +43,7 @@ from hfpipe.scanning.groups import group_points
 from hfpipe.scanning.pool import (
     EngineFunction,
     ProcessPool,
+    inputs_out_of_collector,
     may_use_processes,
     processes_for,
     start_process_server,
@@ -182,65 +183,67 @@ def scan(
     settings = resolve_settings(settings, overrides)
     if pool is None and client is None and may_use_processes(workers):
         start_process_server()  # its processes' imports overlap reading the inputs
-    ws, ps = _load(workspace, patchset, settings.measurement)
-    names = list(points) if points is not None else list(ps.names)
-    known = set(ps.names)
-    for name in names:
-        if name not in known:
-            ps[name]  # raises a one-line error naming the patchset
-    file = str(patchset) if isinstance(patchset, str | os.PathLike) else ps.source
-    if analysis is None:
-        analysis = ps.name or ps.analysis_id or "analysis"
-    reuse = reuse or {}
+    with inputs_out_of_collector() as inputs_read:
+        ws, ps = _load(workspace, patchset, settings.measurement)
+        names = list(points) if points is not None else list(ps.names)
+        known = set(ps.names)
+        for name in names:
+            if name not in known:
+                ps[name]  # raises a one-line error naming the patchset
+        file = str(patchset) if isinstance(patchset, str | os.PathLike) else ps.source
+        if analysis is None:
+            analysis = ps.name or ps.analysis_id or "analysis"
+        reuse = reuse or {}
 
-    # validated by _load (or earlier: a PatchBase)
-    background = workspace if isinstance(workspace, spec.PatchBase) else spec.PatchBase.of(ws)
-    labels = _label_columns(ps.labels, file)
-    rows: dict[int, dict] = {}
-    todo = [i for i, name in enumerate(names) if name not in reuse]
-    bar = _progress(len(names), progress)
-    bar.update(len(names) - len(todo))
-    own_pool = pool is None
-    if own_pool:
-        pool = local_pool(client, workers, points=len(todo), batch_size=settings.batch_size)
-    # the background's compiled samples, for points prepared here (a pool's workers
-    # make their own)
-    compiled_background = SampleCache(background.workspace) if pool is None else None
-    with pool if own_pool and pool is not None else contextlib.nullcontext():
-        computed = 0
-        chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
-        preparation = functools.partial(
-            _start_preparing, pool, background, compiled_background, settings, file
-        )
-        steps = _prepared_chunks(chunks, ps, names, preparation, ahead=pool is not None)
-        for chunk, patches, prepared in steps:
-            base, compiled, compiled_index = {}, [], []
-            for i, patch, outcome in zip(chunk, patches, prepared, strict=True):
-                base[i] = _base_record(analysis, patch, labels, settings)
-                if isinstance(outcome, HfpipeError):
-                    rows[i] = base[i] | {
-                        "status": "invalid",
-                        "message": str(outcome),
-                        "device": device_kind(),
-                    }
-                    bar.update(1)
-                else:
-                    compiled.append(outcome)
-                    compiled_index.append(i)
-            prepared.clear()  # only compiled holds the points now, until they are grouped
-            computed += len(compiled)
-            for members, records in _run_batches(compiled, ws, settings, client, pool):
-                members = [compiled_index[m] for m in members]
-                records = [base[i] | record for i, record in zip(members, records, strict=True)]
-                if on_batch is not None:
-                    on_batch(records)
-                rows.update(zip(members, records, strict=True))
-                bar.update(len(members))
-    bar.close()
+        # validated by _load (or earlier: a PatchBase)
+        background = workspace if isinstance(workspace, spec.PatchBase) else spec.PatchBase.of(ws)
+        inputs_read()
+        labels = _label_columns(ps.labels, file)
+        rows: dict[int, dict] = {}
+        todo = [i for i, name in enumerate(names) if name not in reuse]
+        bar = _progress(len(names), progress)
+        bar.update(len(names) - len(todo))
+        own_pool = pool is None
+        if own_pool:
+            pool = local_pool(client, workers, points=len(todo), batch_size=settings.batch_size)
+        # the background's compiled samples, for points prepared here (a pool's workers
+        # make their own)
+        compiled_background = SampleCache(background.workspace) if pool is None else None
+        with pool if own_pool and pool is not None else contextlib.nullcontext():
+            computed = 0
+            chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
+            preparation = functools.partial(
+                _start_preparing, pool, background, compiled_background, settings, file
+            )
+            steps = _prepared_chunks(chunks, ps, names, preparation, ahead=pool is not None)
+            for chunk, patches, prepared in steps:
+                base, compiled, compiled_index = {}, [], []
+                for i, patch, outcome in zip(chunk, patches, prepared, strict=True):
+                    base[i] = _base_record(analysis, patch, labels, settings)
+                    if isinstance(outcome, HfpipeError):
+                        rows[i] = base[i] | {
+                            "status": "invalid",
+                            "message": str(outcome),
+                            "device": device_kind(),
+                        }
+                        bar.update(1)
+                    else:
+                        compiled.append(outcome)
+                        compiled_index.append(i)
+                prepared.clear()  # only compiled holds the points now, until they are grouped
+                computed += len(compiled)
+                for members, records in _run_batches(compiled, ws, settings, client, pool):
+                    members = [compiled_index[m] for m in members]
+                    records = [base[i] | record for i, record in zip(members, records, strict=True)]
+                    if on_batch is not None:
+                        on_batch(records)
+                    rows.update(zip(members, records, strict=True))
+                    bar.update(len(members))
+        bar.close()
 
-    frame = _frame([reuse.get(name) or rows[i] for i, name in enumerate(names)], labels)
-    frame.attrs |= {"computed": computed, "reused": len(names) - len(todo)}
-    return frame
+        frame = _frame([reuse.get(name) or rows[i] for i, name in enumerate(names)], labels)
+        frame.attrs |= {"computed": computed, "reused": len(names) - len(todo)}
+        return frame
 
 
 def _label_columns(labels, file: str) -> list[str]:
