@@ -397,3 +397,25 @@ def test_toy_fits_stop_at_their_own_tolerance(load_analysis):
         np.concatenate([loose.signal - tight.signal, loose.background - tight.background])
     )
     assert np.all(difference <= 2e-6) and np.any(difference > 1e-10), difference.max()
+
+
+def test_a_bootstrap_replica_is_the_sorted_multiset_of_the_same_draws():
+    """standard_errors draws replicas as rng.choice(samples, n) would, given sorted."""
+    from hfpipe.infer.toys import _Resampled
+
+    samples = np.round(np.random.default_rng(1).chisquare(1, 500), 1)  # with ties
+    replicas = _Resampled(samples)
+    ours, theirs = np.random.default_rng(9), np.random.default_rng(9)
+    for _ in range(3):
+        assert np.array_equal(replicas.draw(ours), np.sort(theirs.choice(samples, len(samples))))
+
+
+def test_toy_p_values_do_not_depend_on_the_order_of_the_toys():
+    from hfpipe.infer.calculators import ToyCalculator
+
+    rng = np.random.default_rng(2)
+    signal, background = rng.chisquare(1, 2000) + 0.5, np.round(rng.chisquare(1, 2000), 2)
+    calculator = ToyCalculator("qtilde")
+    given = calculator.hypotest(1.3, signal, background)
+    ordered = calculator.hypotest(1.3, np.sort(signal), np.sort(background))
+    assert given[0] == ordered[0] and np.array_equal(given[1], ordered[1])

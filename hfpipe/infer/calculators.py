@@ -22,6 +22,7 @@ For q0 the reported value is CLs+b, the discovery p-value (pyhf's convention).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,11 +133,16 @@ class EmpiricalDistribution:
 
     samples: np.ndarray
 
+    @functools.cached_property
+    def ordered(self) -> np.ndarray:
+        """The samples in ascending order (sorted once; given sorted, as they are)."""
+        samples = np.asarray(self.samples)
+        return samples if bool(np.all(samples[1:] >= samples[:-1])) else np.sort(samples)
+
     def pvalue(self, value):
         """Fraction of the toys whose statistic is >= ``value`` (pyhf's rule)."""
-        ordered = np.sort(self.samples)
-        below = np.searchsorted(ordered, value, side="left")
-        return (len(ordered) - below) / len(ordered)
+        below = np.searchsorted(self.ordered, value, side="left")
+        return (len(self.ordered) - below) / len(self.ordered)
 
 
 @dataclass(frozen=True)
@@ -162,8 +168,9 @@ class ToyCalculator:
     def expected_pvalues(self, signal, background) -> np.ndarray:
         """The expected band of the reported value (CLs, CLs+b for q0): every
         background toy's statistic taken as if observed gives one value per toy; the
-        band is their percentiles at Φ(-2) … Φ(2), lowest first."""
-        each = self.pvalues(background.samples, signal, background).reported
+        band is their percentiles at Φ(-2) … Φ(2), lowest first (taken in ascending
+        order, which the percentiles do not depend on and the look-ups are faster in)."""
+        each = self.pvalues(background.ordered, signal, background).reported
         return np.percentile(each, _BAND_PERCENTILES, method="linear")
 
     def hypotest(self, q_obs: float, signal_samples, background_samples):

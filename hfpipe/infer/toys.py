@@ -487,15 +487,36 @@ def standard_errors(
     CLs_obs of 0/0 (no background toy above the observed value) the error is NaN.
     """
     d = distributions
-    signal, background = d.signal[d.signal_converged], d.background[d.background_converged]
+    signal = _Resampled(d.signal[d.signal_converged])
+    background = _Resampled(d.background[d.background_converged])
     rng = np.random.default_rng(seed)
     replicas = []
     for _ in range(n_bootstrap):
-        s = rng.choice(signal, len(signal))
-        b = rng.choice(background, len(background))
+        s, b = signal.draw(rng), background.draw(rng)
         observed, _, _, band = _cls(s, b, d.q_obs, d.test_stat)
         replicas.append([observed, *band])
     return np.std(np.asarray(replicas), axis=0, ddof=1)
+
+
+class _Resampled:
+    """Bootstrap replicas of toys' test statistics, each made in ascending order.
+
+    A replica is the toys drawn with replacement (``rng.choice(samples, n)``: the same
+    draws), given as the sorted multiset they form: counting how often each toy was
+    drawn takes linear time, where sorting each replica for its p-values took most of
+    a 40,000-toy run's bootstrap; p-values and percentiles depend on the multiset only.
+    """
+
+    def __init__(self, samples: np.ndarray):
+        order = np.argsort(samples, kind="stable")
+        self.ordered = samples[order]
+        self.rank = np.empty(len(samples), dtype=np.intp)
+        self.rank[order] = np.arange(len(samples))
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        n = len(self.ordered)
+        drawn = rng.choice(n, n)
+        return np.repeat(self.ordered, np.bincount(self.rank[drawn], minlength=n))
 
 
 class _ToyRow(NamedTuple):
