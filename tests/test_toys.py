@@ -419,3 +419,17 @@ def test_toy_p_values_do_not_depend_on_the_order_of_the_toys():
     given = calculator.hypotest(1.3, signal, background)
     ordered = calculator.hypotest(1.3, np.sort(signal), np.sort(background))
     assert given[0] == ordered[0] and np.array_equal(given[1], ordered[1])
+
+
+@pytest.mark.parametrize(
+    ("ntoys", "per_call", "workers"), [(40000, 512, 2), (3000, 512, 2), (700, 512, 4), (1, 512, 2)]
+)
+def test_toy_chunks_are_whole_calls_that_shrink_to_one(ntoys, per_call, workers):
+    from hfpipe.scanning.pool import toy_chunks
+
+    sizes = toy_chunks(ntoys, per_call, workers)
+    assert sum(sizes) == ntoys and min(sizes) > 0
+    assert all(size % per_call == 0 for size in sizes[:-1])
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-1] <= per_call  # the processes finish within about a call
+

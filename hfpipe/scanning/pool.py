@@ -22,6 +22,7 @@ import contextlib
 import functools
 import gc
 import importlib
+import math
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -46,15 +47,30 @@ __all__ = [
     "process_context",
     "processes_for",
     "start_process_server",
+    "toy_chunks",
     "toy_processes_for",
     "toys_in_processes",
 ]
 
 
-#: Chunks a process of :func:`toys_in_processes` takes, about: enough that all finish
-#: within about one chunk of each other, few enough that a chunk's own fits (to the
-#: observed data) and its last, partly filled call stay small.
-CHUNKS_PER_PROCESS = 8
+#: A chunk of :func:`toys_in_processes` is this share of the toys still left to hand
+#: out, divided among the processes ("guided" scheduling): the first chunks are large,
+#: so that their own fits (to the observed data) cost little, and the last ones a single
+#: compiled call, so that the processes finish within about a call of each other.
+CHUNK_SHARE = 0.5
+
+
+def toy_chunks(ntoys: int, per_call: int, workers: int) -> list[int]:
+    """The sizes of the chunks ``workers`` processes take ``ntoys`` toys in: whole calls
+    of ``per_call`` toys (but the last), each :data:`CHUNK_SHARE` of what is left
+    shared among the processes, one call at least."""
+    sizes, calls = [], -(-ntoys // per_call)
+    while calls > 0:
+        size = max(1, math.ceil(CHUNK_SHARE * calls / workers))
+        sizes.append(size * per_call)
+        calls -= size
+    sizes[-1] -= sum(sizes) - ntoys
+    return sizes
 
 
 def toys_in_processes(
@@ -71,19 +87,16 @@ def toys_in_processes(
     first_toy+ntoys-1`` in ``workers`` processes (this one and ``workers - 1`` workers,
     :func:`process_context`); ``settings`` are its other keywords.
 
-    The toys are cut into chunks (about :data:`CHUNKS_PER_PROCESS` a process, whole
-    compiled calls each) that every process takes in order as it gets free, this one
-    included: a worker starts later than this one (its own JAX, loading the compiled
+    The toys are cut into chunks (:func:`toy_chunks`: whole compiled calls, ever
+    smaller) that every process takes in order as it gets free, this one included: a worker starts later than this one (its own JAX, loading the compiled
     fits; a spawned one also imports the engine), and fixed shares would leave this one
     waiting for it."""
     from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, merge, toy_distributions, toys_per_call
 
     per_call = toys_per_call(structure, settings.get("batch_size", DEFAULT_TOY_BATCH_SIZE))
-    chunk = per_call * max(1, -(-ntoys // (CHUNKS_PER_PROCESS * workers * per_call)))
-    chunks = [
-        (start, min(chunk, first_toy + ntoys - start))
-        for start in range(first_toy, first_toy + ntoys, chunk)
-    ]
+    sizes = toy_chunks(ntoys, per_call, workers)
+    starts = first_toy + np.cumsum([0, *sizes[:-1]])
+    chunks = [(int(start), size) for start, size in zip(starts, sizes, strict=True)]
     numbers = type(numbers)(*map(np.asarray, numbers))
     work = functools.partial(toy_distributions, structure, numbers, mu, **settings)
     if workers < 2:
