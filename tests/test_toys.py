@@ -433,3 +433,29 @@ def test_toy_chunks_are_whole_calls_that_shrink_to_one(ntoys, per_call, workers)
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[-1] <= per_call  # the processes finish within about a call
 
+
+def test_a_model_is_fitted_to_its_observed_data_once_a_process(docs_run, monkeypatch):
+    """Every chunk of a run needs the same observed fits; a changed model gets its own,
+    and the caller's copy is its own (changing it changes no later run)."""
+    import hfpipe.infer.toys as toys_module
+
+    model, _ = docs_run
+    made = []
+    fit_observed = toys_module._observed_fits
+    monkeypatch.setattr(toys_module, "_observed", type(toys_module._observed)())
+    monkeypatch.setattr(
+        toys_module, "_observed_fits", lambda *a: made.append(1) or fit_observed(*a)
+    )
+
+    def chunk(numbers, first_toy):
+        return toy_distributions(
+            model.structure, numbers, 1.0, ntoys=8, first_toy=first_toy, batch_size=BATCH
+        )
+
+    first = chunk(model.numbers, 0)
+    first.bestfit[:] = np.nan
+    second = chunk(model.numbers, 8)
+    assert len(made) == 1 and np.isfinite(second.bestfit).all()
+    other = model.numbers._replace(observed=np.asarray(model.numbers.observed) + 1.0)
+    chunk(other, 0)
+    assert len(made) == 2

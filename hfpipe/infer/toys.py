@@ -54,7 +54,10 @@ observed test statistic and the generating parameters, at ``edm_tolerance`` (1e-
 
 from __future__ import annotations
 
+import collections
+import copy
 import functools
+import hashlib
 import math
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -75,6 +78,7 @@ from hfpipe.infer.fit import (
     fit_datasets,
     local_minima,
 )
+from hfpipe.infer.fitresult import FitResult
 from hfpipe.infer.lanes import queue_length
 from hfpipe.infer.teststats import (
     asimov_value,
@@ -297,6 +301,35 @@ def _test_statistics(structure, numbers, data, start, tested, test_stat, lanes, 
     return np.where(converged, q, np.nan), converged
 
 
+#: Models whose fits to the observed data a process keeps (:func:`_observed_fits_once`)
+_OBSERVED_KEPT = 4
+_observed: collections.OrderedDict[tuple, tuple[FitResult, float]] = collections.OrderedDict()
+
+
+def _observed_fits_once(structure, numbers, mu, test_stat, lanes, options):
+    """:func:`_observed_fits`, made once a process for the same model and settings: every
+    chunk of a run shared among processes (:func:`~hfpipe.scanning.pool.toys_in_processes`)
+    needs them, and they are the same fits of the same data each time. The model is
+    recognised by its structure and a digest of its numbers; the caller gets a copy."""
+    key = (structure, _digest(numbers), float(mu), test_stat, lanes, options)
+    if key not in _observed:
+        _observed[key] = _observed_fits(structure, numbers, mu, test_stat, lanes, options)
+        while len(_observed) > _OBSERVED_KEPT:
+            _observed.popitem(last=False)
+    _observed.move_to_end(key)
+    return copy.deepcopy(_observed[key])
+
+
+def _digest(numbers: Numbers) -> bytes:
+    """sha256 of a model's arrays: their types, shapes and values."""
+    found = hashlib.sha256()
+    for field in numbers:
+        array = np.ascontiguousarray(field)
+        found.update(f"{array.dtype.str}{array.shape}".encode())
+        found.update(array.tobytes())
+    return found.digest()
+
+
 def _observed_fits(structure, numbers, mu, test_stat, lanes, options):
     """The fits to the observed data and the observed test statistic.
 
@@ -364,7 +397,7 @@ def toy_distributions(
         raise ValueError("ntoys and batch_size must be positive")
     check_poi_values(structure, numbers, [tested_value(test_stat, mu), mu])
     tested = float(tested_value(test_stat, mu))
-    observed, q_obs = _observed_fits(structure, numbers, mu, test_stat, lanes, options)
+    observed, q_obs = _observed_fits_once(structure, numbers, mu, test_stat, lanes, options)
     generating = (observed.pars[2], observed.pars[3])  # signal, background
     size = toys_per_call(structure, lanes)
     qs, oks = [], []
