@@ -194,3 +194,22 @@ def test_table_of_loaded_inputs_resumes(tmp_path):
     again = scan_to_parquet(workspace, patchset, output, points=["sig_300_100"])
     assert (first.attrs["computed"], again.attrs["reused"]) == (1, 1)
     assert again["cls_obs"].tolist() == first["cls_obs"].tolist()
+
+
+def test_a_rerun_recomputes_only_the_points_whose_patch_changed(tmp_path):
+    """Each row is kept with the digest of its patch: editing one patch of the file
+    recomputes that point alone, and its new numbers are used."""
+    from hfpipe.scanning import scan_to_parquet
+
+    document = json.loads((EXAMPLE / "patchset.json").read_text())
+    points = ["sig_300_100", "sig_400_100"]
+    output, patchset = tmp_path / "scan.parquet", tmp_path / "patchset.json"
+    patchset.write_text(json.dumps(document))
+    first = scan_to_parquet(EXAMPLE / "BkgOnly.json", patchset, output, points=points)
+    document["patches"][0]["patch"][0]["value"]["data"] = [0.96]  # sig_300_100, a CR yield
+    patchset.write_text(json.dumps(document))
+    again = scan_to_parquet(EXAMPLE / "BkgOnly.json", patchset, output, points=points)
+    assert (again.attrs["computed"], again.attrs["reused"]) == (1, 1)
+    changed = again.set_index("point")["cls_obs"]
+    assert changed["sig_400_100"] == first.set_index("point")["cls_obs"]["sig_400_100"]
+    assert changed["sig_300_100"] != first.set_index("point")["cls_obs"]["sig_300_100"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import warnings
 from collections.abc import Mapping
@@ -21,13 +22,22 @@ import pandas as pd
 from hfpipe.results.columns import ERROR_STATUS
 from hfpipe.results.table import read_table, write_table
 
-__all__ = ["PartStore", "digest"]
+__all__ = ["PartStore", "digest", "document_digest"]
 
 
 def digest(value) -> str:
     """sha256 of ``value`` as canonical JSON (sorted keys)."""
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def document_digest(value) -> str:
+    """sha256 of parsed JSON (dicts, lists, strings, numbers) by its pickle, for the
+    large documents a scan digests point by point (patches): several times faster than
+    :func:`digest`, which writes every number out as text. Equal documents read from the
+    same text digest equally; the same values in another key order digest differently
+    (their rows are recomputed, never mistaken for others')."""
+    return hashlib.sha256(pickle.dumps(value, protocol=5)).hexdigest()
 
 
 class PartStore:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from hfpipe import __version__, spec
-from hfpipe.results.parts import PartStore, digest
+from hfpipe.results.parts import PartStore, digest, document_digest
 from hfpipe.scanning.pool import inputs_out_of_collector, may_use_processes, start_process_server
 from hfpipe.scanning.provenance import scan_provenance
 from hfpipe.scanning.run import ScanSettings, local_pool, resolve_settings, scan
@@ -174,7 +174,7 @@ class _PointDigests(Mapping):
     it). Each is computed when first asked for, or as its row arrives
     (:meth:`compute`): a new scan needs a point's digest only when it writes the point's
     row, and computes it while it waits for its workers, not before they start or after
-    they finish (serialising every patch of 1Lbb takes a third of a second)."""
+    they finish."""
 
     def __init__(self, ps, chosen: Sequence[str]):
         self._ps = ps
@@ -197,7 +197,7 @@ class _PointDigests(Mapping):
         if isinstance(self._ps, spec.SignalPatches):
             return self._ps.point_digest(name)
         patch = self._ps[name]
-        return digest([patch.name, patch.values, patch.operations])
+        return document_digest([patch.name, patch.values, patch.operations])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
