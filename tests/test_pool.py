@@ -36,16 +36,24 @@ def test_scan_on_two_processes_equals_one_process_bit_for_bit(chunk_size):
 _MAIN_PROCESS = """
 import sys
 from hfpipe._platform import only_cpu_possible
-from hfpipe.scanning import scan_to_parquet
+from hfpipe.scanning import run, scan_to_parquet
+handing_out = run._start_preparing
+pandas_first = []
+def start_preparing(*args):
+    pandas_first.append("pandas" in sys.modules)
+    return handing_out(*args)
+run._start_preparing = start_preparing
 frame = scan_to_parquet({background!r}, {patchset!r}, {output!r}, workers=2)
+print("pandas before the workers:", pandas_first)
 print("jax loaded:", "jax" in sys.modules, "only the CPU:", only_cpu_possible())
 """
 
 
 def test_a_scans_main_process_leaves_the_engine_to_its_workers(tmp_path):
     """On a CPU machine the process that orchestrates a scan on a pool never imports JAX
-    (it would spend a second on it before the workers start), and the table is the
-    one-process table."""
+    (it would spend a second on it before the workers start), nor pandas and pyarrow
+    before it has handed out the points (they are first needed for the rows), and the
+    table is the one-process table."""
     output = tmp_path / "scan.parquet"
     script = _MAIN_PROCESS.format(
         background=str(INPUTS[0]), patchset=str(INPUTS[1]), output=str(output)
@@ -53,7 +61,8 @@ def test_a_scans_main_process_leaves_the_engine_to_its_workers(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
-    report = done.stdout.strip().splitlines()[-1]
+    *_, pandas_first, report = done.stdout.strip().splitlines()
+    assert pandas_first == "pandas before the workers: [False]"
     assert report in (
         "jax loaded: False only the CPU: True",
         "jax loaded: True only the CPU: False",

@@ -16,11 +16,13 @@ import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from hfpipe.results.columns import ERROR_STATUS
 from hfpipe.results.table import read_table, write_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["PartStore", "digest", "document_digest"]
 
@@ -48,7 +50,7 @@ class PartStore:
         self.directory = self.output.with_name(self.output.name + ".parts")
         self.run_digest = run_digest
 
-    def finished(self, point_digests: Mapping[str, str]) -> pd.DataFrame:
+    def finished(self, point_digests: Mapping[str, str]) -> list[dict]:
         """Rows already computed for these points (by name → point digest), from the final
         table and the parts; the newest part wins where a point appears twice."""
         self._remove_temporaries()
@@ -75,7 +77,7 @@ class PartStore:
                     and record.get("status") != ERROR_STATUS
                 ):
                     found[name] = record
-        return pd.DataFrame.from_records(list(found.values()))
+        return list(found.values())
 
     def write(self, frame: pd.DataFrame, point_digests: Mapping[str, str]) -> Path:
         """Write one finished batch as a part (atomically); named by its points."""

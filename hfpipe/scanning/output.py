@@ -23,14 +23,16 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from hfpipe import __version__, spec
 from hfpipe.results.parts import PartStore, digest, document_digest
 from hfpipe.scanning.pool import inputs_out_of_collector, may_use_processes, start_process_server
 from hfpipe.scanning.provenance import scan_provenance
 from hfpipe.scanning.run import ScanSettings, local_pool, resolve_settings, scan
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["scan_to_parquet"]
 
@@ -79,7 +81,7 @@ def scan_to_parquet(
         start_process_server()
     with contextlib.ExitStack() as scope:
         inputs_read = scope.enter_context(inputs_out_of_collector())
-        loaded = patchset if isinstance(patchset, _LOADED) else spec.load_patchset(patchset)
+        loaded = patchset if _is_loaded(patchset) else spec.load_patchset(patchset)
         pool = _scan_pool(loaded, points, settings, options) if may_use_pool else None
         scope.enter_context(pool or contextlib.nullcontext())
         ws = spec.load_workspace(workspace)
@@ -92,7 +94,7 @@ def scan_to_parquet(
         )
         reuse = {}
         if resume:
-            reuse = {r["point"]: r for r in store.finished(point_digests).to_dict("records")}
+            reuse = {r["point"]: r for r in store.finished(point_digests)}
             if reuse:
                 log.info("%s: %d of %d points already computed", output, len(reuse), len(chosen))
 
@@ -101,6 +103,8 @@ def scan_to_parquet(
 
         def write_pending() -> None:
             if pending:
+                import pandas as pd  # here: first needed once the workers fit
+
                 store.write(pd.DataFrame.from_records(pending), point_digests)
                 pending.clear()
             written[0] = time.monotonic()
@@ -127,7 +131,7 @@ def scan_to_parquet(
             )
         finally:
             write_pending()  # also what a failing or interrupted scan finished
-        if isinstance(ps, spec.SignalPatches):
+        if spec.is_signals(ps, "SignalPatches"):
             provenance = scan_provenance(workspace, {}, settings, points)
             provenance["patchset"] = ps.signals.provenance()
         else:
@@ -136,8 +140,9 @@ def scan_to_parquet(
         return frame
 
 
-#: patchsets and signal hypotheses as :func:`scan_to_parquet` takes them, loaded
-_LOADED = (spec.PatchSet, spec.SignalSet, spec.SignalPatches)
+def _is_loaded(patchset) -> bool:
+    """Whether ``patchset`` is a loaded patchset or signal hypotheses, not a path."""
+    return isinstance(patchset, spec.PatchSet) or spec.is_signals(patchset)
 
 
 def _may_use_pool(output, resume: bool, options: dict) -> bool:
@@ -157,13 +162,13 @@ def _scan_pool(loaded, points, settings, options: dict):
     before the workspace is read (its processes import the engine meanwhile), or None
     where one process is best."""
     if points is None:
-        points = loaded.table.points if isinstance(loaded, spec.SignalSet) else loaded.names
+        points = loaded.table.points if spec.is_signals(loaded, "SignalSet") else loaded.names
     return local_pool(None, options.get("workers", 1), len(points), settings.batch_size)
 
 
 def _points(loaded, workspace: dict, settings: ScanSettings):
     """The loaded patchset, or signal hypotheses bound to the workspace."""
-    if isinstance(loaded, spec.SignalSet):
+    if spec.is_signals(loaded, "SignalSet"):
         return loaded.bind(workspace, measurement=settings.measurement)
     return loaded
 
@@ -194,7 +199,7 @@ class _PointDigests(Mapping):
             self[name]
 
     def _digest(self, name: str) -> str:
-        if isinstance(self._ps, spec.SignalPatches):
+        if spec.is_signals(self._ps, "SignalPatches"):
             return self._ps.point_digest(name)
         patch = self._ps[name]
         return document_digest([patch.name, patch.values, patch.operations])

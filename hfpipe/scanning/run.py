@@ -122,9 +122,9 @@ def _load(workspace, patchset, measurement: str | None):
         if isinstance(workspace, spec.PatchBase)
         else spec.load_workspace(workspace)
     )
-    if isinstance(patchset, spec.SignalPatches):
+    if spec.is_signals(patchset, "SignalPatches"):
         return ws, patchset
-    if isinstance(patchset, spec.SignalSet):
+    if spec.is_signals(patchset, "SignalSet"):
         return ws, patchset.bind(ws, measurement=measurement)
     ps = patchset if isinstance(patchset, spec.PatchSet) else spec.load_patchset(patchset)
     spec.verify_patchset(

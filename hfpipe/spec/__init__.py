@@ -7,6 +7,8 @@ Everything here raises :mod:`hfpipe.errors` exceptions whose text is one line,
 
 from __future__ import annotations
 
+import sys
+
 from hfpipe._lazy import lazy_names
 
 from .combine import JOINS, combine_workspaces, sort_workspace
@@ -40,6 +42,7 @@ __all__ = [
     "extract_patch",
     "find_measurement",
     "from_hs3",
+    "is_signals",
     "load_json",
     "load_patch",
     "load_patchset",
@@ -61,3 +64,11 @@ __all__ = [
 
 
 __getattr__, __dir__ = lazy_names(__name__, dict.fromkeys(_SIGNALS, "signals"))
+
+
+def is_signals(value, kind: str = "SignalSet SignalPatches") -> bool:
+    """Whether ``value`` is signal hypotheses of one of the ``kind`` classes (names,
+    space-separated), without importing the signal-table module (and pandas) where no
+    such object can have been made: a scan of a patchset asks before it starts."""
+    module = sys.modules.get(f"{__name__}.signals")
+    return module is not None and isinstance(value, tuple(getattr(module, k) for k in kind.split()))
