@@ -5,8 +5,9 @@ A scan writing ``OUT.parquet`` keeps its finished batches in ``OUT.parquet.parts
 scan leaves only complete files and loses nothing already computed. Every part records,
 in its provenance, the *run digest* (inputs that all points share: the background-only
 workspace, the settings, the hfpipe version) and one *point digest* per row (that
-point's patch; for signal hypotheses from a table, its rows and the signal config). A rerun with the same output reads the parts back and skips every point
-whose two digests still match; anything else is recomputed. The final merge writes
+point's patch; for signal hypotheses from a table, its rows and the signal config). A
+rerun with the same output reads the parts back and skips every point whose two
+digests still match; anything else is recomputed. The final merge writes
 ``OUT.parquet`` atomically and only then removes the parts directory.
 
 A finished ``OUT.parquet`` counts as done too: rerunning a complete scan recomputes
@@ -60,14 +61,14 @@ def scan_to_parquet(
 
     ``patchset``: a patchset (path or loaded) or signal hypotheses from a table
     (:func:`hfpipe.spec.load_signals`). Finished rows are kept as parts in
-    ``OUT.parquet.parts/`` (every :data:`PART_SECONDS` at least); at the end the whole table goes to ``output`` atomically,
-    with provenance (hfpipe version, sha256 of both inputs — for signal hypotheses, of
-    the table and its config —, settings). With ``resume`` (default), points an earlier
-    run with the same output, inputs and settings finished — in its parts or its final
-    table — are read back, not recomputed. ``options`` go to
-    :func:`~hfpipe.scanning.scan` (``client``, ``progress``, ``chunk_size``, setting
-    overrides). The frame's ``attrs["computed"]`` and ``attrs["reused"]`` count both
-    kinds of points.
+    ``OUT.parquet.parts/`` (every :data:`PART_SECONDS` at least); at the end the whole
+    table goes to ``output`` atomically, with provenance (hfpipe version, sha256 of both
+    inputs — for signal hypotheses, of the table and its config —, settings). With
+    ``resume`` (default), points an earlier run with the same output, inputs and
+    settings finished — in its parts or its final table — are read back, not recomputed.
+    ``options`` go to :func:`~hfpipe.scanning.scan` (``client``, ``progress``,
+    ``chunk_size``, setting overrides). The frame's ``attrs["computed"]`` and
+    ``attrs["reused"]`` count both kinds of points.
 
     Without a Dask client the scan runs on a process pool where it needs one
     (``workers``, see :func:`~hfpipe.scanning.scan`), started as soon as the points are

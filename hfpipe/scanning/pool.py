@@ -88,9 +88,9 @@ def toys_in_processes(
     :func:`process_context`); ``settings`` are its other keywords.
 
     The toys are cut into chunks (:func:`toy_chunks`: whole compiled calls, ever
-    smaller) that every process takes in order as it gets free, this one included: a worker starts later than this one (its own JAX, loading the compiled
-    fits; a spawned one also imports the engine), and fixed shares would leave this one
-    waiting for it."""
+    smaller) that every process takes in order as it gets free, this one included: a
+    worker starts later than this one (its own JAX, loading the compiled fits; a spawned
+    one also imports the engine), and fixed shares would leave this one waiting for it."""
     from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, merge, toy_distributions, toys_per_call
 
     per_call = toys_per_call(structure, settings.get("batch_size", DEFAULT_TOY_BATCH_SIZE))

@@ -152,7 +152,8 @@ def scan(
     """Scan the signal points of ``patchset`` on the background-only ``workspace``.
 
     ``workspace`` and ``patchset`` are paths (``.json`` or ``.json.gz``) or loaded
-    objects (the workspace also as a :class:`~hfpipe.spec.PatchBase`, checked already); ``patchset`` may also be signal hypotheses from a table
+    objects (the workspace also as a :class:`~hfpipe.spec.PatchBase`, checked already);
+    ``patchset`` may also be signal hypotheses from a table
     (:func:`hfpipe.spec.load_signals`). ``points`` picks patch names (default: all).
     Settings come from ``settings`` and/or keyword overrides (``mu``, ``test_stat``,
     ``upper_limits``, ``cl``, ``batch_size``, ``normsys_code``, ``histosys_code``,
