@@ -317,3 +317,23 @@ def test_objects_the_caller_froze_stay_frozen(nothing_frozen):
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_scan_in_another_thread_leaves_the_collector_alone(nothing_frozen):
+    """(pausing and freezing are the whole process's: concurrent scans in threads of one
+    process, as the service runs its jobs, would undo each other's)"""
+    import gc
+    import threading
+
+    seen = []
+
+    def scan_inputs():
+        with pool_module.inputs_out_of_collector() as inputs_read:
+            seen.append(gc.isenabled())
+            inputs_read()
+            seen.append(gc.get_freeze_count())
+
+    thread = threading.Thread(target=scan_inputs)
+    thread.start()
+    thread.join()
+    assert seen == [True, 0] and gc.isenabled()

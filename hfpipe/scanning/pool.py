@@ -314,7 +314,12 @@ def inputs_out_of_collector():
     cycle, and with the collector running, the collections their own allocations start
     walk them again and again (about half a second of the 1Lbb scan's main process,
     docs/performance.md). Where objects were frozen before (the caller's own
-    ``gc.freeze``), nothing is frozen or unfrozen here, only paused."""
+    ``gc.freeze``), nothing is frozen or unfrozen here, only paused. Only the main thread
+    does either: both are the whole process's, and scans run in threads of one process
+    (the service's jobs) would undo each other's; there the collector is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
     enabled, ours, frozen = gc.isenabled(), gc.get_freeze_count() == 0, []
 
     def read() -> None:
