@@ -19,7 +19,7 @@ from hfpipe.infer.limits import UpperLimits, upper_limits_batch
 from hfpipe.infer.toys import DEFAULT_TOY_BATCH_SIZE, ToyDistributions, toy_distributions
 from hfpipe.model import Model, compile_model
 from hfpipe.scanning import scan
-from hfpipe.scanning.pool import start_process_server, toy_processes_for, toys_in_processes
+from hfpipe.scanning.pool import prepare_toy_processes, toys_in_processes
 
 if TYPE_CHECKING:  # imported where used: profiles and discovery tables need pandas and
     # more of SciPy, which a command that runs toys or fits would import for nothing
@@ -112,13 +112,11 @@ def toys(
     the toys keep busy). The toys are the same, bit for bit, however many processes."""
     if workers is not None and workers < 1:
         raise ValueError("workers must be positive")
-    workers = toy_processes_for(ntoys, workers)
-    if workers > 1 and ntoys > 1:  # its processes' imports overlap compiling the model
-        start_process_server()
+    workers = prepare_toy_processes(ntoys, workers)
     model = _model(workspace, patches, compile_options)
     settings = {"seed": seed, "test_stat": test_stat, "batch_size": batch_size, "options": options}
     args = (model.structure, model.numbers, mu)
-    if workers > 1 and ntoys > 1:
+    if workers > 1:
         return toys_in_processes(
             *args, ntoys=ntoys, first_toy=first_toy, workers=workers, **settings
         )

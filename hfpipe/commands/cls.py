@@ -10,7 +10,7 @@ import click
 from hfpipe.commands import one_line_errors, warn
 from hfpipe.commands.options import ModelInputs, model_options
 from hfpipe.commands.report import Report
-from hfpipe.commands.toys import start_toy_processes, toy_cls_report, toy_options
+from hfpipe.commands.toys import toy_cls_report, toy_options
 from hfpipe.infer.teststats import TEST_STATISTICS
 
 __all__ = ["asymptotic_cls", "cls", "with_significance"]
@@ -57,8 +57,10 @@ def cls(inputs: ModelInputs, test_stat, poi_value, **toy_settings):
     the discovery p-values p0, and Z_obs, Z_exp the significances Z = Φ⁻¹(1 − p0).
     """
     toybased = toy_settings.pop("calctype") == "toybased"
-    if toybased:  # the toy processes' server imports the engine while this one does
-        start_toy_processes(toy_settings["ntoys"], toy_settings["toy_workers"])
+    if toybased:  # their fork server imports the engine while this process does
+        from hfpipe.scanning.pool import prepare_toy_processes
+
+        prepare_toy_processes(toy_settings["ntoys"], toy_settings["toy_workers"])
     model = inputs.compile()
     if toybased:
         report = toy_cls_report(model, poi_value, test_stat, inputs.provenance(), **toy_settings)

@@ -13,7 +13,7 @@ from hfpipe.commands import one_line_errors
 from hfpipe.commands.options import apply_options, sampling_options, toy_batch_size_option
 from hfpipe.commands.report import Report
 
-__all__ = ["merge_toys", "start_toy_processes", "toy_cls_report", "toy_options", "toy_report"]
+__all__ = ["merge_toys", "toy_cls_report", "toy_options", "toy_report"]
 
 
 _max_failed_fraction = click.option(
@@ -48,18 +48,6 @@ def toy_options(command):
         ),
     ]
     return apply_options(command, options)
-
-
-def start_toy_processes(ntoys: int, workers: int | None) -> None:
-    """Start the fork server of the processes that will share ``ntoys`` toys, if more
-    than one will (:func:`~hfpipe.scanning.pool.toy_processes_for`), before this process
-    imports the engine and compiles the model: the server imports it meanwhile, on
-    another core, and the processes start with this one's toys rather than a second
-    later (:func:`hfpipe.toys` starts it only once the model is compiled)."""
-    from hfpipe.scanning.pool import start_process_server, toy_processes_for
-
-    if toy_processes_for(ntoys, workers) > 1:
-        start_process_server()
 
 
 def toy_report(distributions, max_failed_fraction: float) -> Report:

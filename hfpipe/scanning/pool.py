@@ -44,6 +44,7 @@ __all__ = [
     "freeze_long_lived",
     "inputs_out_of_collector",
     "may_use_processes",
+    "prepare_toy_processes",
     "process_context",
     "processes_for",
     "start_process_server",
@@ -177,6 +178,16 @@ def toy_processes_for(ntoys: int, workers: int | None) -> int:
     if workers is not None:
         return max(1, min(workers, ntoys))
     return max(1, min(available_cores(), 2 * ntoys // MIN_TOYS_PER_PROCESS))
+
+
+def prepare_toy_processes(ntoys: int, workers: int | None) -> int:
+    """How many processes share ``ntoys`` toys (:func:`toy_processes_for`); where more
+    than one will, their fork server (:func:`start_process_server`) is started now, to
+    import the engine while the caller compiles the model."""
+    processes = toy_processes_for(ntoys, workers)
+    if processes > 1:
+        start_process_server()
+    return processes
 
 
 #: What every worker process imports, loaded once in the fork server the workers are
