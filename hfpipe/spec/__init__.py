@@ -25,6 +25,8 @@ from .workspace import load_workspace, validate_workspace, workspace_digest
 #: the signal-table names, imported on first use: they read tables with pandas, which
 #: a process that only patches and checks workspaces (a scan's worker) does not need
 _SIGNALS = {"InvalidSignals", "SignalPatches", "SignalSet", "load_signals"}
+#: the classes of signal hypotheses (:func:`is_signals`)
+_SIGNAL_KINDS = ("SignalSet", "SignalPatches")
 
 __all__ = [
     "JOINS",
@@ -66,9 +68,12 @@ __all__ = [
 __getattr__, __dir__ = lazy_names(__name__, dict.fromkeys(_SIGNALS, "signals"))
 
 
-def is_signals(value, kind: str = "SignalSet SignalPatches") -> bool:
-    """Whether ``value`` is signal hypotheses of one of the ``kind`` classes (names,
-    space-separated), without importing the signal-table module (and pandas) where no
-    such object can have been made: a scan of a patchset asks before it starts."""
+def is_signals(value, *kinds: str) -> bool:
+    """Whether ``value`` is signal hypotheses: an instance of the named ``kinds``
+    (``"SignalSet"``, ``"SignalPatches"``; default: either), asked without importing the
+    signal-table module (and pandas) where no such object can have been made: a scan of
+    a patchset asks before it starts."""
     module = sys.modules.get(f"{__name__}.signals")
-    return module is not None and isinstance(value, tuple(getattr(module, k) for k in kind.split()))
+    if module is None:
+        return False
+    return isinstance(value, tuple(getattr(module, k) for k in kinds or _SIGNAL_KINDS))
