@@ -184,16 +184,20 @@ def _may_overflow(raw: bytes) -> bool:
     for exponent in _LARGE_EXPONENTS:
         at = outline.find(exponent)
         while at != -1:
-            start, end = at, at + len(exponent)
-            while start > 0 and raw[start - 1] in _NUMBER_BYTES:
-                start -= 1
-            while end < len(raw) and raw[end] in _NUMBER_BYTES:
-                end += 1
-            token = raw[start:end]
-            if _JSON_NUMBER.fullmatch(token) and not math.isfinite(float(token)):
+            if _overflows(raw, at, at + len(exponent)):
                 return True
-            at = outline.find(exponent, end)
+            at = outline.find(exponent, at + len(exponent))
     return False
+
+
+def _overflows(raw: bytes, start: int, end: int) -> bool:
+    """Whether the token around ``raw[start:end]`` is a JSON number a double cannot hold."""
+    while start > 0 and raw[start - 1] in _NUMBER_BYTES:
+        start -= 1
+    while end < len(raw) and raw[end] in _NUMBER_BYTES:
+        end += 1
+    token = raw[start:end]
+    return bool(_JSON_NUMBER.fullmatch(token)) and not math.isfinite(float(token))
 
 
 def _lookup(doc: Any, path: list) -> Any:
