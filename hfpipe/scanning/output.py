@@ -104,7 +104,7 @@ def scan_to_parquet(
 
         def write_pending() -> None:
             if pending:
-                import pandas as pd  # here: first needed once the workers fit
+                import pandas as pd  # see below
 
                 store.write(pd.DataFrame.from_records(pending), point_digests)
                 pending.clear()
@@ -118,6 +118,14 @@ def scan_to_parquet(
 
         background = spec.PatchBase.of(ws)
         inputs_read()
+        if pool is None:
+            # pandas and pyarrow for the parts: with a pool, first needed once its
+            # workers fit (this process hands out the points first); without one, this
+            # process prepares them itself, and imported now, a first part is written
+            # as soon as the first batch is done, while the others (on Dask) still run
+            import pandas  # noqa: F401
+            import pyarrow.parquet  # noqa: F401
+
         try:
             frame = scan(
                 background,

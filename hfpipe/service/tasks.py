@@ -175,12 +175,6 @@ def run_scan_job(request: dict, output: Path, client) -> dict:
     """A (checked) scan request through :func:`hfpipe.scanning.scan_to_parquet` into ``output`` (its
     batches on ``client``), resuming from the parts an interrupted run left there:
     ``{"output": {"points", "computed", "reused", "not_ok"}, "ok", "warnings"}``."""
-    # the table libraries now, not at the scan's first part (where hfpipe.results.table
-    # would import them): this process keeps them for every scan, and a first part is
-    # then written as soon as its first batch is done, while the others still run
-    import pandas  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
-
     from hfpipe.scanning import scan_to_parquet
 
     # checked when it came (check_request); the patchset as JSON, not a loaded PatchSet,
